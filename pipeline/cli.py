@@ -1,0 +1,74 @@
+"""The `imgshard` command: `imgshard convert ...`, `imgshard demo-data ...`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+__all__ = ["main"]
+
+_USAGE = """imgshard <command> [flags]
+
+commands:
+  convert     image list / CSV / class folders -> shuffled, resized TFRecord shards (Beam)
+  demo-data   write the embedded demo dataset (scikit-learn digits) as image files + train.txt
+
+'imgshard <command> --help' for a command's flags.
+"""
+
+
+def _configure_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.WARNING, format="%(levelname).1s %(asctime)s %(name)s] %(message)s",
+        datefmt="%H:%M:%S", stream=sys.stderr)
+    logging.getLogger("imgshard").setLevel(logging.DEBUG if verbose else logging.INFO)
+    if verbose:
+        logging.getLogger("apache_beam").setLevel(logging.INFO)
+    else:
+        # Local worker processes relay harmless start-up warnings through this logger
+        # ("No semi_persistent_directory found"); real failures still raise in the driver.
+        logging.getLogger("apache_beam.runners.portability.local_job_service").setLevel(
+            logging.ERROR)
+
+
+def _convert(argv: list[str]) -> int:
+    from imgshard.pipeline.convert import ConversionError, run
+    from imgshard.pipeline.summary import format_summary
+
+    try:
+        result = run(argv)
+    except ConversionError as e:
+        if e.result is not None:
+            print(format_summary(e.result.metadata, e.result.seconds, e.result.counters))
+        print(f"imgshard convert: error: {e}", file=sys.stderr)
+        return 1
+    except ValueError as e:
+        print(f"imgshard convert: error: {e}", file=sys.stderr)
+        return 2
+    print(format_summary(result.metadata, result.seconds, result.counters))
+    return 0
+
+
+def _demo_data(argv: list[str]) -> int:
+    from imgshard.pipeline.demo_data import main as demo_main
+
+    return demo_main(argv)
+
+
+COMMANDS = {"convert": _convert, "demo-data": _demo_data}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        print(_USAGE, file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout)
+        return 0 if not argv or argv[0] in ("-h", "--help") else 2
+    verbose = "-v" in argv[1:] or "--verbose" in argv[1:]
+    _configure_logging(verbose)
+    rest = [a for a in argv[1:] if a not in ("-v", "--verbose")]
+    return COMMANDS[argv[0]](rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,170 @@
+"""`imgshard convert`: the driver. Parses flags, checks the output, runs the graph, reports.
+
+    run(["--input", "train.txt", "--output", "out/", "--num-shards", "8"])
+
+Flags that are not ours go to Beam's PipelineOptions untouched, so the same command runs on
+Dataflow or Flink by adding runner flags. With no --runner, the job runs locally on Beam's
+portable FnApiRunner with one worker process per core (what DirectRunner ends up using, minus
+its offline attempt to download the Prism runner).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import logging
+import time
+from dataclasses import dataclass
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
+
+from imgshard.pipeline.graph import build_graph
+from imgshard.pipeline.options import ConvertConfig, add_convert_arguments, config_from_args
+from imgshard.pipeline.progress import ShardProgress
+from imgshard.transforms import metadata
+
+__all__ = ["ConversionError", "ConvertResult", "run"]
+
+_LOG = logging.getLogger("imgshard")
+LOCAL_RUNNER = "apache_beam.runners.portability.fn_api_runner.FnApiRunner"
+
+
+class ConversionError(Exception):
+    """The job could not run, or its result must not be used; the message says why.
+
+    `result` is set when the job ran and wrote its output and report, but failed a check.
+    """
+
+    def __init__(self, message: str, result: ConvertResult | None = None):
+        super().__init__(message)
+        self.result = result
+
+
+@dataclass
+class ConvertResult:
+    metadata: dict
+    seconds: float
+    counters: dict[str, int]
+
+    @property
+    def output(self) -> str:
+        return self.metadata["settings"]["output"]
+
+
+def version() -> str:
+    try:
+        return importlib.metadata.version("imgshard")
+    except importlib.metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+def pipeline_options(beam_args: list[str]) -> PipelineOptions:
+    """Beam options from the remaining flags; local runs default to all cores."""
+    options = PipelineOptions(beam_args)
+    given = options.get_all_options(drop_default=True)
+    if given.get("runner") is None:
+        options.view_as(StandardOptions).runner = LOCAL_RUNNER
+        direct = options.view_as(DirectOptions)
+        if "direct_num_workers" not in given:
+            direct.direct_num_workers = 0  # one worker per core
+        if "direct_running_mode" not in given:
+            direct.direct_running_mode = "multi_processing"
+    return options
+
+
+def _check_output(config: ConvertConfig) -> None:
+    patterns = [
+        FileSystems.join(config.output, f"{config.split}-*-of-*.tfrecord"),
+        FileSystems.join(config.output, metadata.DATASET_JSON),
+    ]
+    try:
+        existing = [m.path for r in FileSystems.match(patterns) for m in r.metadata_list]
+    except Exception:
+        existing = []
+    if existing and not config.overwrite:
+        raise ConversionError(
+            f"{config.output} already holds a {config.split!r} output ({len(existing)} files, e.g. "
+            f"{existing[0]}); pass --overwrite to replace it, or choose another --output"
+        )
+
+
+def _load_labels(path: str | None) -> list[str] | None:
+    if path is None:
+        return None
+    with FileSystems.open(path) as f:
+        names = [line.strip() for line in f.read().decode("utf-8-sig").splitlines()]
+    names = [n for n in names if n]
+    if not names:
+        raise ConversionError(f"--labels {path} lists no class names")
+    return names
+
+
+def _preflight(config: ConvertConfig) -> list[str] | None:
+    if not FileSystems.exists(config.input):
+        raise ConversionError(f"--input {config.input} does not exist")
+    _check_output(config)
+    return _load_labels(config.labels_file)
+
+
+def _counters(result) -> dict[str, int]:
+    try:
+        found = result.metrics().query(beam.metrics.MetricsFilter().with_namespace("imgshard"))
+    except Exception:  # some runners report no metrics
+        return {}
+    totals: dict[str, int] = {}
+    for counter in found["counters"]:
+        name = counter.key.metric.name
+        totals[name] = totals.get(name, 0) + (counter.committed or counter.attempted or 0)
+    return totals
+
+
+def _check_result(meta: dict, config: ConvertConfig) -> None:
+    inputs = meta["num_inputs"]
+    rejected = meta["num_rejected"]
+    if meta["num_records"] == 0:
+        detail = ", ".join(f"{k}: {v}" for k, v in meta["rejected"]["by_reason"].items())
+        raise ConversionError(
+            f"no record was written from {inputs} inputs"
+            + (f" (rejected: {detail}; see {meta['rejected']['file']})" if detail else "")
+        )
+    if inputs and rejected / inputs > config.max_reject_fraction:
+        raise ConversionError(
+            f"{rejected} of {inputs} inputs ({rejected / inputs:.2%}) were rejected, more than "
+            f"--max-reject-fraction {config.max_reject_fraction}; reasons and lines are in "
+            f"{FileSystems.join(config.output, meta['rejected']['file'])}"
+        )
+
+
+def run(argv: list[str] | None = None) -> ConvertResult:
+    """Runs the conversion; raises ConversionError (or ValueError for bad flags)."""
+    parser = argparse.ArgumentParser(prog="imgshard convert")
+    add_convert_arguments(parser)
+    args, beam_args = parser.parse_known_args(argv)
+    config = config_from_args(args)
+    given_labels = _preflight(config)
+    options = pipeline_options(beam_args)
+
+    if config.shuffle == "none":
+        _LOG.warning(
+            "--shuffle none: shards are written in LIST ORDER. A class-sorted list gives shards "
+            "that each hold a few classes, and training from them misbehaves. Use this only to "
+            "demonstrate the problem; never train on this output."
+        )
+    _LOG.info("converting %s -> %s", config.input, config.output)
+    started = time.time()
+    pipeline = beam.Pipeline(options=options)
+    build_graph(pipeline, config, given_labels, version())
+    with ShardProgress(config.output, config.split):
+        result = pipeline.run()
+        result.wait_until_finish()
+    seconds = time.time() - started
+    meta = metadata.load_metadata(config.output)
+    outcome = ConvertResult(meta, seconds, _counters(result))
+    try:
+        _check_result(meta, config)
+    except ConversionError as failed:
+        failed.result = outcome
+        raise
+    return outcome

@@ -1,0 +1,196 @@
+"""The conversion job's graph, top-down in one place.
+
+  ReadIndex        list / CSV / folder tree  -> IndexEntry(line, path, label)   (+ rejected)
+  BuildVocabulary  distinct labels           -> Vocabulary                       (side input)
+  ChooseShardCount count of entries          -> N                                (side input)
+  AssignShard      -> (shard, (key, line, path, label_id))  key = hash(seed, path)
+  GroupByShard     only these ~60-byte index entries cross the shuffle
+  WriteShard       per shard: read + decode + resize + encode in key order, one atomic file
+  Finalize         dataset.json, labels.txt, {split}-rejected.jsonl
+"""
+
+from __future__ import annotations
+
+import apache_beam as beam
+from apache_beam.pvalue import AsList, AsSingleton, TaggedOutput
+
+from imgshard.pipeline.options import ConvertConfig
+from imgshard.transforms import metadata, records
+from imgshard.transforms.index import read_index
+from imgshard.transforms.labels import DistinctLabels, Vocabulary, build_vocabulary
+from imgshard.transforms.records import IndexEntry, Rejection, SourceInfo
+from imgshard.transforms.shard_writer import WriterConfig, WriteShard
+from imgshard.transforms.sharding import (
+    auto_num_shards,
+    contiguous_shard,
+    estimated_record_bytes,
+    shard_key,
+    split_duplicates,
+)
+
+__all__ = ["build_graph"]
+
+REJECTED = "rejected"
+
+
+class ReadIndexFn(beam.DoFn):
+    """input uri -> IndexEntry; Rejection and SourceInfo to tagged outputs."""
+
+    SOURCE = "source"
+
+    def __init__(self, kind: str, path_column: str | None, label_column: str | None):
+        self._kind = kind
+        self._columns = (path_column, label_column)
+
+    def process(self, uri: str):
+        for item in read_index(uri, self._kind, *self._columns):
+            if isinstance(item, IndexEntry):
+                yield item
+            elif isinstance(item, Rejection):
+                beam.metrics.Metrics.counter("imgshard", f"rejected_{item.reason}").inc()
+                yield TaggedOutput(REJECTED, item)
+            else:
+                yield TaggedOutput(self.SOURCE, item)
+
+
+class AssignShard(beam.DoFn):
+    """IndexEntry -> (shard, (sort_key, line, path, label_id)); unknown labels rejected."""
+
+    def __init__(self, seed: int, shuffle: str):
+        self._seed = seed
+        self._shuffle = shuffle
+
+    def process(self, entry: IndexEntry, num_shards: int, vocabulary: Vocabulary,
+                source: SourceInfo):
+        label_id = vocabulary.resolve(entry.label)
+        if label_id is None:
+            beam.metrics.Metrics.counter("imgshard", f"rejected_{records.UNKNOWN_LABEL}").inc()
+            yield TaggedOutput(REJECTED, Rejection(
+                entry.line, entry.path, entry.label, records.UNKNOWN_LABEL,
+                f"label {entry.label!r} is not in the {vocabulary.kind} vocabulary "
+                f"of {len(vocabulary.names)} classes"))
+            return
+        if self._shuffle == "global":
+            key = shard_key(self._seed, entry.path)
+            shard = key % num_shards
+        else:
+            key = entry.line
+            shard = contiguous_shard(entry.line, source.lines, num_shards)
+        yield shard, (key, entry.line, entry.path, label_id)
+
+
+def _drop_duplicate_paths(path_and_entries, vocabulary: Vocabulary):
+    """(path, [(shard, entry)]) -> the first listing; later ones rejected."""
+    _, shard_entries = path_and_entries
+    shard_of = {entry[1]: shard for shard, entry in shard_entries}
+    kept, duplicates = split_duplicates(entry for _, entry in shard_entries)
+    for entry in kept:
+        yield shard_of[entry[1]], entry
+    for (_, line, path, label), first_line in duplicates:
+        yield TaggedOutput(REJECTED, Rejection(
+            line, path, vocabulary.names[label], records.DUPLICATE_PATH,
+            f"the same path is listed first on line {first_line}"))
+
+
+class Finalize(beam.DoFn):
+    """Writes dataset.json, labels.txt and the rejected report once every shard exists."""
+
+    def __init__(self, config: ConvertConfig, version: str):
+        self._config = config
+        self._version = version
+
+    def process(self, _, num_shards, shards, rejections, source, vocabulary):
+        meta = metadata.build_metadata(
+            split=self._config.split,
+            num_shards=num_shards,
+            shards=shards,
+            rejections=rejections,
+            source=source,
+            vocabulary=vocabulary,
+            settings=self._config.to_json_dict(),
+            version=self._version,
+        )
+        metadata.write_outputs(self._config.output, meta, rejections, vocabulary)
+        metadata.remove_stale_files(
+            self._config.output, self._config.split, [s["name"] for s in meta["shards"]])
+        yield meta
+
+
+def build_graph(p: beam.Pipeline, config: ConvertConfig, given_labels: list[str] | None,
+                version: str) -> None:
+    index = (
+        p
+        | "Input" >> beam.Create([config.input])
+        | "ReadIndex" >> beam.ParDo(
+            ReadIndexFn(config.input_kind, config.path_column, config.label_column)
+        ).with_outputs(REJECTED, ReadIndexFn.SOURCE, main="entries")
+    )
+    entries = index.entries  # IndexEntry(line, path, label)
+    source = AsSingleton(index[ReadIndexFn.SOURCE])
+
+    label_kind = "name" if config.input_kind == "folder" else config.label_kind
+    vocabulary = (
+        entries
+        | "Labels" >> beam.Map(lambda e: e.label)
+        | "DistinctLabels" >> beam.CombineGlobally(DistinctLabels())
+        | "BuildVocabulary" >> beam.Map(build_vocabulary, label_kind, given_labels)
+    )
+    record_bytes = estimated_record_bytes(
+        config.image.resize.mode, config.image.resize.width, config.image.resize.height)
+    num_shards = (
+        entries
+        | "CountEntries" >> beam.combiners.Count.Globally()
+        | "ChooseShardCount" >> beam.Map(
+            lambda n: config.num_shards or auto_num_shards(n, record_bytes))
+    )
+
+    assigned = entries | "AssignShard" >> beam.ParDo(
+        AssignShard(config.seed, config.shuffle),
+        num_shards=AsSingleton(num_shards),
+        vocabulary=AsSingleton(vocabulary),
+        source=source,
+    ).with_outputs(REJECTED, main="keyed")
+    keyed = assigned.keyed  # (shard, (key, line, path, label_id))
+    rejected = [index[REJECTED], assigned[REJECTED]]
+
+    if config.shuffle == "none":
+        # Hashed keys put every listing of a path into one shard, where the writer drops the
+        # repeats; list-order shards do not, so repeats are found by a grouping of their own.
+        deduped = (
+            keyed
+            | "KeyByPath" >> beam.Map(lambda kv: (kv[1][2], kv))
+            | "GroupByPath" >> beam.GroupByKey()
+            | "DropDuplicatePaths" >> beam.FlatMap(
+                _drop_duplicate_paths, AsSingleton(vocabulary)).with_outputs(REJECTED, main="kept")
+        )
+        keyed = deduped.kept
+        rejected.append(deduped[REJECTED])
+
+    # One (shard, None) per shard id: every shard gets a group, so empty shards are written too.
+    every_shard = num_shards | "EveryShard" >> beam.FlatMap(lambda n: ((i, None) for i in range(n)))
+    written = (
+        (keyed, every_shard)
+        | "WithEveryShard" >> beam.Flatten()
+        | "GroupByShard" >> beam.GroupByKey()
+        | "WriteShard" >> beam.ParDo(
+            WriteShard(WriterConfig(config.output, config.split, config.image_root, config.image,
+                                    config.label_offset)),
+            num_shards=AsSingleton(num_shards),
+            vocabulary=AsSingleton(vocabulary),
+        ).with_outputs(WriteShard.REJECTED, main="shards")
+    )
+    rejected.append(written[WriteShard.REJECTED])
+    all_rejected = rejected | "CollectRejected" >> beam.Flatten()
+
+    _ = (
+        p
+        | "FinalizeTrigger" >> beam.Create([None])
+        | "Finalize" >> beam.ParDo(
+            Finalize(config, version),
+            num_shards=AsSingleton(num_shards),
+            shards=AsList(written.shards),
+            rejections=AsList(all_rejected),
+            source=source,
+            vocabulary=AsSingleton(vocabulary),
+        )
+    )

@@ -1,0 +1,1 @@
+"""The tf.data input pipeline and Keras training entrypoint (see the trainer issue)."""

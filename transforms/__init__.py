@@ -1,0 +1,1 @@
+"""The pieces of the conversion job: pure functions with thin Beam wrappers around them."""

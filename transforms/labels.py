@@ -1,0 +1,95 @@
+"""Label vocabulary: class names -> integer ids, deterministically.
+
+Ids are the positions of the class names in code-point sorted order (the order of
+`labels.txt`), so `n01440764` is 0 for ILSVRC2012 whatever order the list is in. Lists whose
+labels are all integers keep them as given; a `--labels FILE` vocabulary fixes the names and
+their order, and any name outside it is rejected as an unknown label.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import apache_beam as beam
+
+__all__ = ["DistinctLabels", "Vocabulary", "build_vocabulary", "parse_int_label"]
+
+
+def parse_int_label(label: str) -> int | None:
+    """The label as a non-negative integer id, or None when it is a name."""
+    text = label.strip()
+    if text.isascii() and text.isdigit():
+        return int(text)
+    return None
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """The class of every label id.
+
+    Attributes:
+      kind: "name" (labels are class names) or "int" (labels are ids as listed).
+      names: class name of each id, in id order (for "int" without a labels file: the ids
+        as text, 0 to the largest listed).
+    """
+
+    kind: str
+    names: tuple[str, ...]
+    _ids: dict[str, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "_ids", {name: i for i, name in enumerate(self.names)})
+
+    def resolve(self, label: str) -> int | None:
+        """The 0-based id of a listed label, or None when it is not in the vocabulary."""
+        if self.kind == "int":
+            value = parse_int_label(label)
+            if value is None or value >= len(self.names):
+                return None
+            return value
+        return self._ids.get(label)
+
+
+def build_vocabulary(
+    distinct_labels: Iterable[str], kind: str = "auto", given: Sequence[str] | None = None
+) -> Vocabulary:
+    """Chooses the label kind and the id of every class.
+
+    Args:
+      distinct_labels: every distinct label string found in the index.
+      kind: "auto" (integers if every label is one, else names), "int" or "name".
+      given: class names from --labels, in id order; fixes the vocabulary.
+    """
+    labels = set(distinct_labels)
+    if kind == "auto":
+        kind = "int" if labels and all(parse_int_label(x) is not None for x in labels) else "name"
+    if given is not None:
+        if len(set(given)) != len(given):
+            raise ValueError("the --labels file lists a class name more than once")
+        return Vocabulary(kind, tuple(given))
+    if kind == "int":
+        ids = [parse_int_label(x) for x in labels]
+        top = max((i for i in ids if i is not None), default=-1)
+        return Vocabulary("int", tuple(str(i) for i in range(top + 1)))
+    return Vocabulary("name", tuple(sorted(labels)))
+
+
+class DistinctLabels(beam.CombineFn):
+    """Set union of labels; combiner lifting keeps only small partial sets in the shuffle."""
+
+    def create_accumulator(self):
+        return set()
+
+    def add_input(self, accumulator, label):
+        accumulator.add(label)
+        return accumulator
+
+    def merge_accumulators(self, accumulators):
+        merged = set()
+        for acc in accumulators:
+            merged |= acc
+        return merged
+
+    def extract_output(self, accumulator):
+        return sorted(accumulator)

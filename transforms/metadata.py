@@ -1,0 +1,136 @@
+"""The files written once every shard is in place: dataset.json, labels.txt, the rejected
+report. All are deterministic (no timestamps), so a whole output folder compares with diff.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+from collections.abc import Iterable
+
+from apache_beam.io.filesystems import FileSystems
+
+from imgshard.transforms.labels import Vocabulary
+from imgshard.transforms.records import REASONS, Rejection, ShardResult, SourceInfo
+from imgshard.transforms.tfrecord import TMP_MARKER, atomic_output
+
+__all__ = [
+    "DATASET_JSON",
+    "FORMAT_VERSION",
+    "RECORD_SCHEMA",
+    "build_metadata",
+    "load_metadata",
+    "rejected_name",
+    "remove_stale_files",
+    "write_outputs",
+]
+
+DATASET_JSON = "dataset.json"
+LABELS_TXT = "labels.txt"
+FORMAT_VERSION = 1
+
+RECORD_SCHEMA = {
+    "image/encoded": "bytes",
+    "image/format": "bytes",
+    "image/height": "int64",
+    "image/width": "int64",
+    "image/channels": "int64",
+    "image/colorspace": "bytes",
+    "image/class/label": "int64",
+    "image/class/synset": "bytes",
+    "image/filename": "bytes",
+}
+
+
+def rejected_name(split: str) -> str:
+    return f"{split}-rejected.jsonl"
+
+
+def build_metadata(
+    *,
+    split: str,
+    num_shards: int,
+    shards: Iterable[ShardResult],
+    rejections: Iterable[Rejection],
+    source: SourceInfo,
+    vocabulary: Vocabulary,
+    settings: dict,
+    version: str,
+) -> dict:
+    shards = sorted(shards, key=lambda s: s.shard)
+    if [s.shard for s in shards] != list(range(num_shards)):
+        raise RuntimeError(
+            f"expected results for shards 0..{num_shards - 1}, got {[s.shard for s in shards]}"
+        )
+    label_counts = [0] * len(vocabulary.names)
+    for shard in shards:
+        for label, count in shard.label_counts.items():
+            label_counts[label] += count
+    by_reason = collections.Counter(r.reason for r in rejections)
+    records = sum(s.records for s in shards)
+    return {
+        "format_version": FORMAT_VERSION,
+        "tool": {"name": "imgshard", "version": version},
+        "split": split,
+        "num_records": records,
+        "num_rejected": sum(by_reason.values()),
+        "num_inputs": source.lines,
+        "num_shards": num_shards,
+        "bytes": sum(s.bytes for s in shards),
+        "bytes_in": sum(s.bytes_in for s in shards),
+        "schema": RECORD_SCHEMA,
+        "shards": [
+            {"name": s.name, "records": s.records, "bytes": s.bytes, "sha256": s.sha256}
+            for s in shards
+        ],
+        "labels": {
+            "kind": vocabulary.kind,
+            "num_classes": len(vocabulary.names),
+            "offset": settings["label_offset"],
+            "file": LABELS_TXT,
+            "counts": label_counts,
+        },
+        "rejected": {
+            "file": rejected_name(split),
+            "by_reason": {reason: by_reason[reason] for reason in REASONS if by_reason[reason]},
+        },
+        "input": {"uri": source.uri, "kind": source.kind, "sha256": source.sha256},
+        "settings": settings,
+    }
+
+
+def write_outputs(output: str, metadata: dict, rejections: Iterable[Rejection],
+                  vocabulary: Vocabulary) -> None:
+    """labels.txt, the rejected report (in list order) and, last, dataset.json."""
+    with atomic_output(FileSystems.join(output, LABELS_TXT)) as f:
+        f.write("".join(f"{name}\n" for name in vocabulary.names).encode("utf-8"))
+    with atomic_output(FileSystems.join(output, metadata["rejected"]["file"])) as f:
+        for rejection in sorted(rejections):
+            f.write(json.dumps(rejection.to_json_dict(), ensure_ascii=False).encode("utf-8"))
+            f.write(b"\n")
+    # dataset.json goes last: its presence means the output is complete.
+    with atomic_output(FileSystems.join(output, DATASET_JSON)) as f:
+        f.write(json.dumps(metadata, indent=1, ensure_ascii=False).encode("utf-8") + b"\n")
+
+
+def remove_stale_files(output: str, split: str, keep: Iterable[str]) -> list[str]:
+    """Deletes shards of `split` not in `keep` (an overwritten run's) and orphaned temp files."""
+    keep = set(keep)
+    patterns = [
+        FileSystems.join(output, f"{split}-*-of-*.tfrecord"),
+        FileSystems.join(output, f".{split}-*{TMP_MARKER}*"),
+    ]
+    stale = [
+        m.path
+        for result in FileSystems.match(patterns)
+        for m in result.metadata_list
+        if FileSystems.split(m.path)[1] not in keep
+    ]
+    if stale:
+        FileSystems.delete(stale)
+    return stale
+
+
+def load_metadata(output: str) -> dict:
+    with FileSystems.open(FileSystems.join(output, DATASET_JSON)) as f:
+        return json.loads(f.read())

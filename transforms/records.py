@@ -1,0 +1,95 @@
+"""The small values that flow between the stages of the conversion job.
+
+Index entries are what crosses the shuffle, so they stay tiny: a line number, a path relative
+to the image root and a raw label. Image bytes never appear here.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+__all__ = [
+    "IndexEntry",
+    "Rejection",
+    "ShardResult",
+    "SourceInfo",
+    "REASONS",
+]
+
+# Why an input did not become a record. Every input ends either as a record or as a
+# Rejection carrying one of these reasons (the keys of `rejected_by_reason` in dataset.json).
+MISSING_FILE = "missing_file"
+EMPTY_FILE = "empty_file"
+NOT_AN_IMAGE = "not_an_image"
+CORRUPT_IMAGE = "corrupt_image"
+TOO_MANY_PIXELS = "too_many_pixels"
+READ_ERROR = "read_error"
+DUPLICATE_PATH = "duplicate_path"
+UNPARSEABLE_LINE = "unparseable_line"
+UNKNOWN_LABEL = "unknown_label"
+
+REASONS = (
+    MISSING_FILE,
+    EMPTY_FILE,
+    NOT_AN_IMAGE,
+    CORRUPT_IMAGE,
+    TOO_MANY_PIXELS,
+    READ_ERROR,
+    DUPLICATE_PATH,
+    UNPARSEABLE_LINE,
+    UNKNOWN_LABEL,
+)
+
+
+class IndexEntry(NamedTuple):
+    """One input image as listed.
+
+    Attributes:
+      line: 1-based line number in the list (or rank in the sorted folder listing).
+      path: canonical path, relative to the image root unless it was absolute.
+      label: the label exactly as listed (an integer id or a class name), before resolution.
+    """
+
+    line: int
+    path: str
+    label: str
+
+
+class Rejection(NamedTuple):
+    """An input that did not become a record, and why."""
+
+    line: int
+    path: str
+    label: str
+    reason: str
+    detail: str
+
+    def to_json_dict(self) -> dict:
+        return {
+            "line": self.line,
+            "path": self.path,
+            "label": self.label,
+            "reason": self.reason,
+            "detail": self.detail,
+        }
+
+
+class SourceInfo(NamedTuple):
+    """What the index reader saw of its source, for dataset.json."""
+
+    kind: str  # "list", "csv" or "folder"
+    uri: str
+    sha256: str  # of the list file's bytes, or of the sorted folder listing
+    lines: int  # inputs seen (list lines holding an entry, or files found)
+
+
+class ShardResult(NamedTuple):
+    """What one shard writer reports once its file is in place."""
+
+    shard: int
+    name: str
+    records: int
+    bytes: int
+    sha256: str
+    label_counts: dict[int, int]
+    bytes_in: int

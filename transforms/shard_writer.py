@@ -1,0 +1,128 @@
+"""Writing one shard: read, decode, resize and encode its images, in key order, atomically.
+
+This is where the image bytes are first touched: only index entries crossed the shuffle.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from dataclasses import dataclass, field
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+
+from imgshard.transforms import records
+from imgshard.transforms.example import image_example
+from imgshard.transforms.image import ImageRejected, ImageSpec, process_image
+from imgshard.transforms.index import resolve_image_path
+from imgshard.transforms.labels import Vocabulary
+from imgshard.transforms.reading import ReadFailed, read_ahead
+from imgshard.transforms.records import Rejection, ShardResult
+from imgshard.transforms.sharding import split_duplicates
+from imgshard.transforms.tfrecord import TFRecordWriter, atomic_output
+
+__all__ = ["METRICS_NAMESPACE", "WriteShard", "WriterConfig", "shard_name", "write_shard"]
+
+METRICS_NAMESPACE = "imgshard"
+
+
+def shard_name(split: str, shard: int, num_shards: int) -> str:
+    return f"{split}-{shard:05d}-of-{num_shards:05d}.tfrecord"
+
+
+@dataclass(frozen=True)
+class WriterConfig:
+    """Attributes:
+    output: the output folder (local or gs://).
+    split: the file-name prefix, e.g. "train".
+    image_root: what relative list paths resolve against.
+    image: decode/resize/encode settings.
+    label_offset: added to every 0-based id written to image/class/label.
+    """
+
+    output: str
+    split: str
+    image_root: str
+    image: ImageSpec = field(default_factory=ImageSpec)
+    label_offset: int = 0
+
+
+def write_shard(
+    shard: int,
+    entries: list[tuple],
+    num_shards: int,
+    vocabulary: Vocabulary,
+    config: WriterConfig,
+) -> tuple[ShardResult, list[Rejection]]:
+    """Writes `{split}-{shard}-of-{num_shards}.tfrecord` from its index entries.
+
+    Args:
+      entries: `(key, line, path, label_id)` tuples; written in key order, first listing of a
+        path only.
+
+    Returns:
+      The shard's result and the entries rejected while writing it.
+    """
+    kept, duplicates = split_duplicates(entries)
+    rejections = [
+        Rejection(line, path, vocabulary.names[label], records.DUPLICATE_PATH,
+                  f"the same path is listed first on line {first_line}")
+        for (_, line, path, label), first_line in duplicates
+    ]
+    label_counts: collections.Counter[int] = collections.Counter()
+    bytes_in = 0
+    name = shard_name(config.split, shard, num_shards)
+    with atomic_output(FileSystems.join(config.output, name)) as stream:
+        writer = TFRecordWriter(stream)
+        reads = read_ahead(kept, lambda e: resolve_image_path(config.image_root, e[2]))
+        for (_, line, path, label), data in reads:
+            try:
+                if isinstance(data, ReadFailed):
+                    raise data
+                image = process_image(data, config.image)
+            except (ReadFailed, ImageRejected) as failure:
+                rejections.append(Rejection(line, path, vocabulary.names[label],
+                                            failure.reason, failure.detail))
+                continue
+            writer.write(
+                image_example(image.encoded, image.height, image.width, image.channels,
+                              label + config.label_offset, vocabulary.names[label], path)
+            )
+            label_counts[label] += 1
+            bytes_in += len(data)
+    result = ShardResult(shard, name, writer.records, writer.bytes, writer.sha256,
+                         dict(sorted(label_counts.items())), bytes_in)
+    return result, rejections
+
+
+class WriteShard(beam.DoFn):
+    """(shard, [entry or None, ...]) -> ShardResult; rejections to the 'rejected' output.
+
+    A None entry is the marker that guarantees every shard id a group, so empty shards are
+    still written and the set of file names is always complete.
+    """
+
+    REJECTED = "rejected"
+
+    def __init__(self, config: WriterConfig):
+        self._config = config
+        self._written = Metrics.counter(METRICS_NAMESPACE, "records_written")
+        self._bytes_in = Metrics.counter(METRICS_NAMESPACE, "bytes_in")
+        self._bytes_out = Metrics.counter(METRICS_NAMESPACE, "bytes_out")
+        self._shard_seconds = Metrics.distribution(METRICS_NAMESPACE, "shard_write_ms")
+
+    def process(self, element, num_shards: int, vocabulary: Vocabulary):
+        shard, grouped = element
+        entries = [e for e in grouped if e is not None]
+        started = time.monotonic()
+        result, rejections = write_shard(shard, entries, num_shards, vocabulary, self._config)
+        self._shard_seconds.update(int((time.monotonic() - started) * 1000))
+        self._written.inc(result.records)
+        self._bytes_in.inc(result.bytes_in)
+        self._bytes_out.inc(result.bytes)
+        for rejection in rejections:
+            Metrics.counter(METRICS_NAMESPACE, f"rejected_{rejection.reason}").inc()
+            yield beam.pvalue.TaggedOutput(self.REJECTED, rejection)
+        yield result
