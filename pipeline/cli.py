@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 
@@ -20,8 +19,11 @@ commands:
 
 def _configure_logging(verbose: bool) -> None:
     logging.basicConfig(
-        level=logging.WARNING, format="%(levelname).1s %(asctime)s %(name)s] %(message)s",
-        datefmt="%H:%M:%S", stream=sys.stderr)
+        level=logging.WARNING,
+        format="%(levelname).1s %(asctime)s %(name)s] %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
     logging.getLogger("imgshard").setLevel(logging.DEBUG if verbose else logging.INFO)
     if verbose:
         logging.getLogger("apache_beam").setLevel(logging.INFO)
@@ -29,7 +31,8 @@ def _configure_logging(verbose: bool) -> None:
         # Local worker processes relay harmless start-up warnings through this logger
         # ("No semi_persistent_directory found"); real failures still raise in the driver.
         logging.getLogger("apache_beam.runners.portability.local_job_service").setLevel(
-            logging.ERROR)
+            logging.ERROR
+        )
 
 
 def _convert(argv: list[str]) -> int:
@@ -40,13 +43,17 @@ def _convert(argv: list[str]) -> int:
         result = run(argv)
     except ConversionError as e:
         if e.result is not None:
-            print(format_summary(e.result.metadata, e.result.seconds, e.result.counters))
+            print(
+                format_summary(
+                    e.result.output, e.result.metadata, e.result.seconds, e.result.counters
+                )
+            )
         print(f"imgshard convert: error: {e}", file=sys.stderr)
         return 1
     except ValueError as e:
         print(f"imgshard convert: error: {e}", file=sys.stderr)
         return 2
-    print(format_summary(result.metadata, result.seconds, result.counters))
+    print(format_summary(result.output, result.metadata, result.seconds, result.counters))
     return 0
 
 

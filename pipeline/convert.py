@@ -44,13 +44,10 @@ class ConversionError(Exception):
 
 @dataclass
 class ConvertResult:
+    output: str
     metadata: dict
     seconds: float
     counters: dict[str, int]
-
-    @property
-    def output(self) -> str:
-        return self.metadata["settings"]["output"]
 
 
 def version() -> str:
@@ -63,13 +60,16 @@ def version() -> str:
 def pipeline_options(beam_args: list[str]) -> PipelineOptions:
     """Beam options from the remaining flags; local runs default to all cores."""
     options = PipelineOptions(beam_args)
-    given = options.get_all_options(drop_default=True)
-    if given.get("runner") is None:
+
+    def given(flag: str) -> bool:  # get_all_options() cannot tell "--x=default" from absent
+        return any(arg == f"--{flag}" or arg.startswith(f"--{flag}=") for arg in beam_args)
+
+    if not given("runner"):
         options.view_as(StandardOptions).runner = LOCAL_RUNNER
         direct = options.view_as(DirectOptions)
-        if "direct_num_workers" not in given:
+        if not given("direct_num_workers"):
             direct.direct_num_workers = 0  # one worker per core
-        if "direct_running_mode" not in given:
+        if not given("direct_running_mode"):
             direct.direct_running_mode = "multi_processing"
     return options
 
@@ -161,7 +161,7 @@ def run(argv: list[str] | None = None) -> ConvertResult:
         result.wait_until_finish()
     seconds = time.time() - started
     meta = metadata.load_metadata(config.output)
-    outcome = ConvertResult(meta, seconds, _counters(result))
+    outcome = ConvertResult(config.output, meta, seconds, _counters(result))
     try:
         _check_result(meta, config)
     except ConversionError as failed:

@@ -43,7 +43,9 @@ def write_digits(root: str, side: int = IMAGE_SIDE, quality: int = 95) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="imgshard demo-data", description=__doc__.split("\n")[0])
-    parser.add_argument("--output", default="data/demo", help="folder to write (default: data/demo)")
+    parser.add_argument(
+        "--output", default="data/demo", help="folder to write (default: data/demo)"
+    )
     args = parser.parse_args(argv)
     list_path = write_digits(args.output)
     with open(list_path) as f:

@@ -1,12 +1,12 @@
 """The conversion job's graph, top-down in one place.
 
-  ReadIndex        list / CSV / folder tree  -> IndexEntry(line, path, label)   (+ rejected)
-  BuildVocabulary  distinct labels           -> Vocabulary                       (side input)
-  ChooseShardCount count of entries          -> N                                (side input)
-  AssignShard      -> (shard, (key, line, path, label_id))  key = hash(seed, path)
-  GroupByShard     only these ~60-byte index entries cross the shuffle
-  WriteShard       per shard: read + decode + resize + encode in key order, one atomic file
-  Finalize         dataset.json, labels.txt, {split}-rejected.jsonl
+ReadIndex        list / CSV / folder tree  -> IndexEntry(line, path, label)   (+ rejected)
+BuildVocabulary  distinct labels           -> Vocabulary                       (side input)
+ChooseShardCount count of entries          -> N                                (side input)
+AssignShard      -> (shard, (key, line, path, label_id))  key = hash(seed, path)
+GroupByShard     only these ~60-byte index entries cross the shuffle
+WriteShard       per shard: read + decode + resize + encode in key order, one atomic file
+Finalize         dataset.json, labels.txt, {split}-rejected.jsonl
 """
 
 from __future__ import annotations
@@ -60,15 +60,23 @@ class AssignShard(beam.DoFn):
         self._seed = seed
         self._shuffle = shuffle
 
-    def process(self, entry: IndexEntry, num_shards: int, vocabulary: Vocabulary,
-                source: SourceInfo):
+    def process(
+        self, entry: IndexEntry, num_shards: int, vocabulary: Vocabulary, source: SourceInfo
+    ):
         label_id = vocabulary.resolve(entry.label)
         if label_id is None:
             beam.metrics.Metrics.counter("imgshard", f"rejected_{records.UNKNOWN_LABEL}").inc()
-            yield TaggedOutput(REJECTED, Rejection(
-                entry.line, entry.path, entry.label, records.UNKNOWN_LABEL,
-                f"label {entry.label!r} is not in the {vocabulary.kind} vocabulary "
-                f"of {len(vocabulary.names)} classes"))
+            yield TaggedOutput(
+                REJECTED,
+                Rejection(
+                    entry.line,
+                    entry.path,
+                    entry.label,
+                    records.UNKNOWN_LABEL,
+                    f"label {entry.label!r} is not in the {vocabulary.kind} vocabulary "
+                    f"of {len(vocabulary.names)} classes",
+                ),
+            )
             return
         if self._shuffle == "global":
             key = shard_key(self._seed, entry.path)
@@ -87,9 +95,16 @@ def _drop_duplicate_paths(path_and_entries, vocabulary: Vocabulary):
     for entry in kept:
         yield shard_of[entry[1]], entry
     for (_, line, path, label), first_line in duplicates:
-        yield TaggedOutput(REJECTED, Rejection(
-            line, path, vocabulary.names[label], records.DUPLICATE_PATH,
-            f"the same path is listed first on line {first_line}"))
+        yield TaggedOutput(
+            REJECTED,
+            Rejection(
+                line,
+                path,
+                vocabulary.names[label],
+                records.DUPLICATE_PATH,
+                f"the same path is listed first on line {first_line}",
+            ),
+        )
 
 
 class Finalize(beam.DoFn):
@@ -112,16 +127,19 @@ class Finalize(beam.DoFn):
         )
         metadata.write_outputs(self._config.output, meta, rejections, vocabulary)
         metadata.remove_stale_files(
-            self._config.output, self._config.split, [s["name"] for s in meta["shards"]])
+            self._config.output, self._config.split, [s["name"] for s in meta["shards"]]
+        )
         yield meta
 
 
-def build_graph(p: beam.Pipeline, config: ConvertConfig, given_labels: list[str] | None,
-                version: str) -> None:
+def build_graph(
+    p: beam.Pipeline, config: ConvertConfig, given_labels: list[str] | None, version: str
+) -> None:
     index = (
         p
         | "Input" >> beam.Create([config.input])
-        | "ReadIndex" >> beam.ParDo(
+        | "ReadIndex"
+        >> beam.ParDo(
             ReadIndexFn(config.input_kind, config.path_column, config.label_column)
         ).with_outputs(REJECTED, ReadIndexFn.SOURCE, main="entries")
     )
@@ -136,12 +154,13 @@ def build_graph(p: beam.Pipeline, config: ConvertConfig, given_labels: list[str]
         | "BuildVocabulary" >> beam.Map(build_vocabulary, label_kind, given_labels)
     )
     record_bytes = estimated_record_bytes(
-        config.image.resize.mode, config.image.resize.width, config.image.resize.height)
+        config.image.resize.mode, config.image.resize.width, config.image.resize.height
+    )
     num_shards = (
         entries
         | "CountEntries" >> beam.combiners.Count.Globally()
-        | "ChooseShardCount" >> beam.Map(
-            lambda n: config.num_shards or auto_num_shards(n, record_bytes))
+        | "ChooseShardCount"
+        >> beam.Map(lambda n: config.num_shards or auto_num_shards(n, record_bytes))
     )
 
     assigned = entries | "AssignShard" >> beam.ParDo(
@@ -160,8 +179,10 @@ def build_graph(p: beam.Pipeline, config: ConvertConfig, given_labels: list[str]
             keyed
             | "KeyByPath" >> beam.Map(lambda kv: (kv[1][2], kv))
             | "GroupByPath" >> beam.GroupByKey()
-            | "DropDuplicatePaths" >> beam.FlatMap(
-                _drop_duplicate_paths, AsSingleton(vocabulary)).with_outputs(REJECTED, main="kept")
+            | "DropDuplicatePaths"
+            >> beam.FlatMap(_drop_duplicate_paths, AsSingleton(vocabulary)).with_outputs(
+                REJECTED, main="kept"
+            )
         )
         keyed = deduped.kept
         rejected.append(deduped[REJECTED])
@@ -172,9 +193,17 @@ def build_graph(p: beam.Pipeline, config: ConvertConfig, given_labels: list[str]
         (keyed, every_shard)
         | "WithEveryShard" >> beam.Flatten()
         | "GroupByShard" >> beam.GroupByKey()
-        | "WriteShard" >> beam.ParDo(
-            WriteShard(WriterConfig(config.output, config.split, config.image_root, config.image,
-                                    config.label_offset)),
+        | "WriteShard"
+        >> beam.ParDo(
+            WriteShard(
+                WriterConfig(
+                    config.output,
+                    config.split,
+                    config.image_root,
+                    config.image,
+                    config.label_offset,
+                )
+            ),
             num_shards=AsSingleton(num_shards),
             vocabulary=AsSingleton(vocabulary),
         ).with_outputs(WriteShard.REJECTED, main="shards")
@@ -185,7 +214,8 @@ def build_graph(p: beam.Pipeline, config: ConvertConfig, given_labels: list[str]
     _ = (
         p
         | "FinalizeTrigger" >> beam.Create([None])
-        | "Finalize" >> beam.ParDo(
+        | "Finalize"
+        >> beam.ParDo(
             Finalize(config, version),
             num_shards=AsSingleton(num_shards),
             shards=AsList(written.shards),

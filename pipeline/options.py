@@ -88,8 +88,14 @@ class ConvertConfig:
             raise ValueError(f"--split must be a plain file-name prefix, got {self.split!r}")
 
     def to_json_dict(self) -> dict:
-        """The settings recorded in dataset.json (nothing secret: paths and numbers only)."""
+        """The settings that decide the output's bytes, for dataset.json.
+
+        Paths and numbers only, nothing secret. The output folder itself is left out, so an
+        output copied elsewhere (e.g. to gs://) still describes itself correctly.
+        """
         settings = asdict(self)
+        for run_only in ("output", "overwrite", "max_reject_fraction"):
+            del settings[run_only]
         settings["image"] = {**settings["image"], "resize": str(self.image.resize)}
         return settings
 
@@ -120,45 +126,96 @@ def _resize(text: str) -> ResizeSpec:
 
 
 def add_convert_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--input", required=True,
-                        help="list file ('path label' lines), CSV with a header, or a folder "
-                             "root/<class>/<image>; local or gs://")
+    parser.add_argument(
+        "--input",
+        required=True,
+        help="list file ('path label' lines), CSV with a header, or a folder "
+        "root/<class>/<image>; local or gs://",
+    )
     parser.add_argument("--output", required=True, help="output folder, local or gs://")
-    parser.add_argument("--image-root", default="",
-                        help="folder relative list paths resolve against (default: the list's)")
-    parser.add_argument("--input-kind", choices=("list", "csv", "folder"), default="",
-                        help="override the detected input kind")
+    parser.add_argument(
+        "--image-root",
+        default="",
+        help="folder relative list paths resolve against (default: the list's)",
+    )
+    parser.add_argument(
+        "--input-kind",
+        choices=("list", "csv", "folder"),
+        default="",
+        help="override the detected input kind",
+    )
     parser.add_argument("--split", default="train", help="shard name prefix (default: train)")
-    parser.add_argument("--num-shards", type=int, default=0,
-                        help="number of shards (default: 0 = automatic, ~150 MB each)")
+    parser.add_argument(
+        "--num-shards",
+        type=int,
+        default=0,
+        help="number of shards (default: 0 = automatic, ~150 MB each)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="shuffle seed (default: 0)")
-    parser.add_argument("--shuffle", choices=SHUFFLE_MODES, default="global",
-                        help="'global' (default) or 'none': list order, only to show the bug")
-    parser.add_argument("--resize", type=_resize, default=ResizeSpec("shorter", 256, 256),
-                        help="shorter:S (default shorter:256), longer:S, fixed:WxH or none")
+    parser.add_argument(
+        "--shuffle",
+        choices=SHUFFLE_MODES,
+        default="global",
+        help="'global' (default) or 'none': list order, only to show the bug",
+    )
+    parser.add_argument(
+        "--resize",
+        type=_resize,
+        default=ResizeSpec("shorter", 256, 256),
+        help="shorter:S (default shorter:256), longer:S, fixed:WxH or none",
+    )
     parser.add_argument("--quality", type=int, default=90, help="JPEG quality (default: 90)")
-    parser.add_argument("--allow-upscale", action="store_true",
-                        help="let shorter:/longer: enlarge small images (default: never)")
-    parser.add_argument("--keep-grayscale", action="store_true",
-                        help="write grayscale images with 1 channel (default: convert to RGB)")
-    parser.add_argument("--background", type=_background, default=(255, 255, 255),
-                        help="RRGGBB that transparent pixels are composited on (default: ffffff)")
-    parser.add_argument("--max-pixels", type=int, default=100_000_000,
-                        help="reject images over this many pixels, from the header alone")
-    parser.add_argument("--label-kind", choices=LABEL_KINDS, default="auto",
-                        help="labels are ids ('int'), class names ('name') or detect ('auto')")
-    parser.add_argument("--labels", dest="labels_file", default=None,
-                        help="class names, one per line in id order; names outside it are "
-                             "rejected")
-    parser.add_argument("--label-offset", type=int, default=0,
-                        help="added to written label ids (1 for the TF-slim/TPU convention)")
+    parser.add_argument(
+        "--allow-upscale",
+        action="store_true",
+        help="let shorter:/longer: enlarge small images (default: never)",
+    )
+    parser.add_argument(
+        "--keep-grayscale",
+        action="store_true",
+        help="write grayscale images with 1 channel (default: convert to RGB)",
+    )
+    parser.add_argument(
+        "--background",
+        type=_background,
+        default=(255, 255, 255),
+        help="RRGGBB that transparent pixels are composited on (default: ffffff)",
+    )
+    parser.add_argument(
+        "--max-pixels",
+        type=int,
+        default=100_000_000,
+        help="reject images over this many pixels, from the header alone",
+    )
+    parser.add_argument(
+        "--label-kind",
+        choices=LABEL_KINDS,
+        default="auto",
+        help="labels are ids ('int'), class names ('name') or detect ('auto')",
+    )
+    parser.add_argument(
+        "--labels",
+        dest="labels_file",
+        default=None,
+        help="class names, one per line in id order; names outside it are rejected",
+    )
+    parser.add_argument(
+        "--label-offset",
+        type=int,
+        default=0,
+        help="added to written label ids (1 for the TF-slim/TPU convention)",
+    )
     parser.add_argument("--path-column", default=None, help="CSV column holding the path")
     parser.add_argument("--label-column", default=None, help="CSV column holding the label")
-    parser.add_argument("--max-reject-fraction", type=float, default=0.001,
-                        help="exit non-zero when more inputs than this are rejected "
-                             "(default: 0.001)")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace an existing output of this split")
+    parser.add_argument(
+        "--max-reject-fraction",
+        type=float,
+        default=0.001,
+        help="exit non-zero when more inputs than this are rejected (default: 0.001)",
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an existing output of this split"
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> ConvertConfig:

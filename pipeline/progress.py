@@ -65,6 +65,11 @@ class ShardProgress:
             self._last_count = done
             elapsed = time.time() - self._started
             left = elapsed / done * (total - done)
-            _LOG.info("shards %d/%d written (%d%%), elapsed %s, about %s left",
-                      done, total, 100 * done // total, _format_duration(elapsed),
-                      _format_duration(left))
+            _LOG.info(
+                "shards %d/%d written (%d%%), elapsed %s, about %s left",
+                done,
+                total,
+                100 * done // total,
+                _format_duration(elapsed),
+                _format_duration(left),
+            )

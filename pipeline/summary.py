@@ -15,8 +15,7 @@ def _size(n: float) -> str:
     raise AssertionError
 
 
-def format_summary(meta: dict, seconds: float, counters: dict[str, int]) -> str:
-    output = meta["settings"]["output"]
+def format_summary(output: str, meta: dict, seconds: float, counters: dict[str, int]) -> str:
     records = meta["num_records"]
     shard_records = [s["records"] for s in meta["shards"]]
     lines = [
@@ -43,9 +42,7 @@ def format_summary(meta: dict, seconds: float, counters: dict[str, int]) -> str:
         f"  shuffle    {settings['shuffle']}, seed {settings['seed']}; resize "
         f"{settings['image']['resize']}, JPEG quality {settings['image']['quality']}"
     )
-    lines.append(
-        f"  bytes      {_size(meta['bytes_in'])} read, {_size(meta['bytes'])} written"
-    )
+    lines.append(f"  bytes      {_size(meta['bytes_in'])} read, {_size(meta['bytes'])} written")
     rate = records / seconds if seconds > 0 else 0.0
     lines.append(f"  time       {seconds:.1f} s ({rate:,.0f} images/s)")
     if counters:

@@ -36,6 +36,18 @@ Image.MAX_IMAGE_PIXELS = None
 
 _EXIF_ORIENTATION = 0x0112
 _TRANSPOSING_ORIENTATIONS = {5, 6, 7, 8}  # those that swap width and height
+# Magic numbers of the formats we decode: such a file that Pillow cannot open is corrupt,
+# anything else is not an image at all.
+_IMAGE_SIGNATURES = (
+    b"\xff\xd8\xff",
+    b"\x89PNG\r\n\x1a\n",
+    b"GIF87a",
+    b"GIF89a",
+    b"BM",
+    b"RIFF",
+    b"II*\x00",
+    b"MM\x00*",
+)
 _RESAMPLE = Image.Resampling.BICUBIC
 # Pillow first shrinks by an integer factor with a box filter while the image stays at least
 # this many times the target, then resamples: much faster, and visually the same result.
@@ -108,7 +120,9 @@ class ImageSpec:
 
     def __post_init__(self):
         if not 1 <= self.quality <= 95:
-            raise ValueError(f"--quality must be in 1..95 (Pillow's useful range), got {self.quality}")
+            raise ValueError(
+                f"--quality must be in 1..95 (Pillow's useful range), got {self.quality}"
+            )
         if self.max_pixels < 1:
             raise ValueError(f"--max-pixels must be positive, got {self.max_pixels}")
 
@@ -154,7 +168,13 @@ def process_image(data: bytes, spec: ImageSpec) -> ProcessedImage:
     except ImageRejected:
         raise
     except UnidentifiedImageError:
-        raise ImageRejected(records.NOT_AN_IMAGE, "no image format recognizes these bytes") from None
+        if data.startswith(_IMAGE_SIGNATURES):
+            raise ImageRejected(
+                records.CORRUPT_IMAGE, "has an image signature but its header cannot be read"
+            ) from None
+        raise ImageRejected(
+            records.NOT_AN_IMAGE, "no image format recognizes these bytes"
+        ) from None
     except MemoryError:
         raise ImageRejected(records.TOO_MANY_PIXELS, "decoding ran out of memory") from None
     except Exception as e:  # Pillow raises OSError, SyntaxError, ValueError, struct.error ...

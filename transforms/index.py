@@ -80,21 +80,36 @@ def parse_list(lines: Iterable[bytes]) -> Iterator[IndexEntry | Rejection]:
             raw = raw[3:]
         text = _decode_line(raw)
         if text is None:
-            yield Rejection(number, repr(raw[:200])[2:-1], "", records.UNPARSEABLE_LINE,
-                            "line is not valid UTF-8")
+            yield Rejection(
+                number,
+                repr(raw[:200])[2:-1],
+                "",
+                records.UNPARSEABLE_LINE,
+                "line is not valid UTF-8",
+            )
             continue
         text = text.strip()
         if not text or text.startswith("#"):
             continue
         parts = text.rsplit(None, 1)
         if len(parts) != 2:
-            yield Rejection(number, text[:500], "", records.UNPARSEABLE_LINE,
-                            "expected 'path label' separated by whitespace")
+            yield Rejection(
+                number,
+                text[:500],
+                "",
+                records.UNPARSEABLE_LINE,
+                "expected 'path label' separated by whitespace",
+            )
             continue
         path, label = parts[0].strip(), parts[1]
         if "\x00" in text:
-            yield Rejection(number, path[:500], label[:200], records.UNPARSEABLE_LINE,
-                            "line contains a NUL byte")
+            yield Rejection(
+                number,
+                path[:500],
+                label[:200],
+                records.UNPARSEABLE_LINE,
+                "line contains a NUL byte",
+            )
             continue
         yield IndexEntry(number, canonical_path(path), label)
 
@@ -135,13 +150,19 @@ def parse_csv(
         if not row or all(not cell.strip() for cell in row):
             continue
         if len(row) <= max(path_at, label_at):
-            yield Rejection(number, ",".join(row)[:500], "", records.UNPARSEABLE_LINE,
-                            f"expected at least {max(path_at, label_at) + 1} columns, got {len(row)}")
+            yield Rejection(
+                number,
+                ",".join(row)[:500],
+                "",
+                records.UNPARSEABLE_LINE,
+                f"expected at least {max(path_at, label_at) + 1} columns, got {len(row)}",
+            )
             continue
         path, label = row[path_at].strip(), row[label_at].strip()
         if not path or not label:
-            yield Rejection(number, path, label, records.UNPARSEABLE_LINE,
-                            "empty path or label cell")
+            yield Rejection(
+                number, path, label, records.UNPARSEABLE_LINE, "empty path or label cell"
+            )
             continue
         yield IndexEntry(number, canonical_path(path), label)
 
@@ -151,7 +172,9 @@ def _list_folder(root: str) -> list[tuple[str, str]]:
     pattern = FileSystems.join(root, "*", "*")
     found = []
     for match in FileSystems.match([pattern])[0].metadata_list:
-        relative = match.path[len(root):].lstrip("/") if match.path.startswith(root) else match.path
+        relative = (
+            match.path[len(root) :].lstrip("/") if match.path.startswith(root) else match.path
+        )
         parts = relative.split("/")
         if len(parts) != 2 or any(p.startswith(".") for p in parts):
             continue  # hidden files (.DS_Store ...) and deeper levels are not inputs

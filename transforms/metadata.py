@@ -99,8 +99,9 @@ def build_metadata(
     }
 
 
-def write_outputs(output: str, metadata: dict, rejections: Iterable[Rejection],
-                  vocabulary: Vocabulary) -> None:
+def write_outputs(
+    output: str, metadata: dict, rejections: Iterable[Rejection], vocabulary: Vocabulary
+) -> None:
     """labels.txt, the rejected report (in list order) and, last, dataset.json."""
     with atomic_output(FileSystems.join(output, LABELS_TXT)) as f:
         f.write("".join(f"{name}\n" for name in vocabulary.names).encode("utf-8"))

@@ -42,8 +42,9 @@ def read_bytes(path: str) -> bytes:
         raise ReadFailed(records.READ_ERROR, f"{type(e).__name__}: {text[:300]}") from None
 
 
-def read_ahead(items: Iterable, path_of, threads: int = READ_THREADS,
-               window: int = READ_WINDOW) -> Iterator[tuple[object, bytes | ReadFailed]]:
+def read_ahead(
+    items: Iterable, path_of, threads: int = READ_THREADS, window: int = READ_WINDOW
+) -> Iterator[tuple[object, bytes | ReadFailed]]:
     """Yields (item, bytes or ReadFailed) in the order of `items`, reading ahead."""
     with concurrent.futures.ThreadPoolExecutor(threads) as pool:
         pending: collections.deque = collections.deque()

@@ -67,8 +67,13 @@ def write_shard(
     """
     kept, duplicates = split_duplicates(entries)
     rejections = [
-        Rejection(line, path, vocabulary.names[label], records.DUPLICATE_PATH,
-                  f"the same path is listed first on line {first_line}")
+        Rejection(
+            line,
+            path,
+            vocabulary.names[label],
+            records.DUPLICATE_PATH,
+            f"the same path is listed first on line {first_line}",
+        )
         for (_, line, path, label), first_line in duplicates
     ]
     label_counts: collections.Counter[int] = collections.Counter()
@@ -83,17 +88,32 @@ def write_shard(
                     raise data
                 image = process_image(data, config.image)
             except (ReadFailed, ImageRejected) as failure:
-                rejections.append(Rejection(line, path, vocabulary.names[label],
-                                            failure.reason, failure.detail))
+                rejections.append(
+                    Rejection(line, path, vocabulary.names[label], failure.reason, failure.detail)
+                )
                 continue
             writer.write(
-                image_example(image.encoded, image.height, image.width, image.channels,
-                              label + config.label_offset, vocabulary.names[label], path)
+                image_example(
+                    image.encoded,
+                    image.height,
+                    image.width,
+                    image.channels,
+                    label + config.label_offset,
+                    vocabulary.names[label],
+                    path,
+                )
             )
             label_counts[label] += 1
             bytes_in += len(data)
-    result = ShardResult(shard, name, writer.records, writer.bytes, writer.sha256,
-                         dict(sorted(label_counts.items())), bytes_in)
+    result = ShardResult(
+        shard,
+        name,
+        writer.records,
+        writer.bytes,
+        writer.sha256,
+        dict(sorted(label_counts.items())),
+        bytes_in,
+    )
     return result, rejections
 
 

@@ -1,0 +1,76 @@
+"""The `imgshard` console script as a user runs it: default local runner, output, exit codes."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from helpers import shard_files, sorted_dataset
+
+IMGSHARD = os.path.join(os.path.dirname(sys.executable), "imgshard")
+
+
+def imgshard(*args, cwd=None):
+    return subprocess.run([IMGSHARD, *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+@pytest.mark.slow
+def test_convert_on_all_cores_prints_a_summary_and_nothing_alarming(tmp_path):
+    list_path = sorted_dataset(str(tmp_path / "d"), classes=4, per_class=30)
+    done = imgshard(
+        "convert", "--input", list_path, "--output", str(tmp_path / "out"), "--num-shards", "4"
+    )
+    assert done.returncode == 0, done.stderr
+    assert "120 records in 4 shards" in done.stdout
+    assert "records_written=120" in done.stdout  # Beam counters, read back from the runner
+    assert len(shard_files(str(tmp_path / "out"))) == 4
+    for noise in ("WARN", "Traceback", "Prism", "semi_persistent"):
+        assert noise not in done.stderr, done.stderr
+
+
+def test_exit_codes_and_messages(tmp_path):
+    list_path = sorted_dataset(str(tmp_path / "d"), classes=2, per_class=3)
+    with open(list_path, "a") as f:
+        f.write("not/there.jpg 0\n")
+    in_process = ["--direct_num_workers=1", "--direct_running_mode=in_memory"]
+    out = str(tmp_path / "out")
+    failed = imgshard("convert", "--input", list_path, "--output", out, *in_process)
+    assert failed.returncode == 1
+    assert "1 of 7 inputs (14.29%) were rejected" in failed.stderr
+    assert "missing_file" in failed.stdout  # the summary is still printed
+    refused = imgshard("convert", "--input", list_path, "--output", out, *in_process)
+    assert refused.returncode == 1 and "--overwrite" in refused.stderr
+    bad_flag = imgshard("convert", "--input", list_path, "--output", out, "--resize", "big")
+    assert bad_flag.returncode == 2 and "shorter:S" in bad_flag.stderr
+    missing = imgshard("convert", "--input", str(tmp_path / "nope.txt"), "--output", out)
+    assert missing.returncode == 1 and "does not exist" in missing.stderr
+    assert imgshard("frobnicate").returncode == 2
+    assert "convert" in imgshard("--help").stdout
+
+
+def test_shuffle_none_warns_loudly(tmp_path):
+    list_path = sorted_dataset(str(tmp_path / "d"), classes=2, per_class=3)
+    done = imgshard(
+        "convert",
+        "--input",
+        list_path,
+        "--output",
+        str(tmp_path / "out"),
+        "--shuffle",
+        "none",
+        "--direct_num_workers=1",
+        "--direct_running_mode=in_memory",
+    )
+    assert done.returncode == 0
+    assert "LIST ORDER" in done.stderr and "never train on this output" in done.stderr
+
+
+def test_beam_workers_do_not_import_tensorflow():
+    # What a worker process loads to run our DoFns; TensorFlow would cost seconds per worker.
+    code = (
+        "import sys, imgshard.pipeline.graph, imgshard.transforms.shard_writer; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
