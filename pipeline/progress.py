@@ -24,7 +24,7 @@ def _format_duration(seconds: float) -> str:
 
 
 class ShardProgress:
-    """Logs 'shards k/N written, elapsed, ~time left' while the job runs."""
+    """Logs 'shards k/N written, bytes and rate, elapsed, ~time left' while the job runs."""
 
     def __init__(self, output: str, split: str, interval: float = 2.0):
         self._pattern = FileSystems.join(output, f"{split}-*-of-*.tfrecord")
@@ -43,33 +43,37 @@ class ShardProgress:
         self._stop.set()
         self._thread.join(timeout=5)
 
-    def _count(self) -> tuple[int, int]:
+    def _count(self) -> tuple[int, int, int]:
+        """(shards written by this run, shard count, their bytes)."""
         try:
             found = FileSystems.match([self._pattern])[0].metadata_list
         except Exception:  # the folder may not exist yet
-            return 0, 0
-        done, total = 0, 0
+            return 0, 0, 0
+        done, total, size = 0, 0, 0
         for m in found:
             match = _NAME.search(m.path)
             # shards left by an earlier run (--overwrite) predate this one
             if match and m.last_updated_in_seconds >= self._started - 1:
                 done += 1
                 total = int(match.group(2))
-        return done, total
+                size += m.size_in_bytes
+        return done, total, size
 
     def _watch(self) -> None:
         while not self._stop.wait(self._interval):
-            done, total = self._count()
+            done, total, size = self._count()
             if done == self._last_count or not total:
                 continue
             self._last_count = done
             elapsed = time.time() - self._started
             left = elapsed / done * (total - done)
             _LOG.info(
-                "shards %d/%d written (%d%%), elapsed %s, about %s left",
+                "shards %d/%d written (%d%%), %.1f MB at %.1f MB/s, elapsed %s, about %s left",
                 done,
                 total,
                 100 * done // total,
+                size / 1e6,
+                size / 1e6 / max(elapsed, 1e-3),
                 _format_duration(elapsed),
                 _format_duration(left),
             )

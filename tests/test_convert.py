@@ -282,6 +282,7 @@ def test_dataset_json_describes_the_output(sorted_list, tmp_path):
         assert hashlib.sha256(data).hexdigest() == shard["sha256"]
     assert sum(s["records"] for s in meta["shards"]) == meta["num_records"] == 1000
     assert meta["labels"]["counts"] == [50] * 20
+    assert meta["labels"]["names"] == [str(i) for i in range(20)]
     assert meta["settings"]["seed"] == 3 and meta["settings"]["image"]["resize"] == "shorter:256"
     assert meta["input"]["sha256"] and meta["input"]["kind"] == "list"
     assert set(meta["schema"]) >= {"image/encoded", "image/class/label", "image/filename"}

@@ -88,6 +88,7 @@ def build_metadata(
             "num_classes": len(vocabulary.names),
             "offset": settings["label_offset"],
             "file": LABELS_TXT,
+            "names": list(vocabulary.names),
             "counts": label_counts,
         },
         "rejected": {
