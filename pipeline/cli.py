@@ -11,6 +11,7 @@ _USAGE = """imgshard <command> [flags]
 
 commands:
   convert     image list / CSV / class folders -> shuffled, resized TFRecord shards (Beam)
+  audit       check shards (ours or any tool's): complete, intact and well mixed -> PASS/FAIL
   demo-data   write the embedded demo dataset (scikit-learn digits) as image files + train.txt
 
 'imgshard <command> --help' for a command's flags.
@@ -63,7 +64,13 @@ def _demo_data(argv: list[str]) -> int:
     return demo_main(argv)
 
 
-COMMANDS = {"convert": _convert, "demo-data": _demo_data}
+def _audit(argv: list[str]) -> int:
+    from imgshard.pipeline.audit import main as audit_main
+
+    return audit_main(argv)
+
+
+COMMANDS = {"convert": _convert, "audit": _audit, "demo-data": _demo_data}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,3 +33,33 @@ def test_mean_distinct_needs_a_full_window():
     assert mean_distinct([1, 2, 2, 3, 3, 3], 3) == pytest.approx(1.5)
     with pytest.raises(ValueError):
         mean_distinct([1, 2], 3)
+
+
+def test_window_stats_of_shuffled_and_sorted_streams():
+    import numpy as np
+
+    from imgshard.transforms.mixing import window_stats
+
+    labels = np.repeat(np.arange(20), 100)
+    sorted_stats = window_stats(labels, 64)
+    shuffled = window_stats(np.random.default_rng(3).permutation(labels), 64)
+    assert shuffled.distinct_ratio == pytest.approx(1.0, abs=0.03)
+    assert shuffled.max_count_ratio == pytest.approx(1.0, abs=0.08)
+    assert sorted_stats.distinct_ratio < 0.15
+    assert sorted_stats.max_count_ratio > 5
+    # the vectorized per-window count agrees with the plain definition
+    assert sorted_stats.distinct.mean() == pytest.approx(mean_distinct(list(labels), 64))
+
+
+def test_shard_skew_tells_random_shards_from_class_blocks():
+    import numpy as np
+
+    from imgshard.transforms.mixing import shard_skew
+
+    rng = np.random.default_rng(0)
+    p = np.full(10, 0.1)
+    random_shards = rng.multinomial(200, p, size=12)
+    assert shard_skew(random_shards).ratio == pytest.approx(1.0, abs=0.2)
+    blocks = np.zeros((10, 10), dtype=int)
+    np.fill_diagonal(blocks, 200)
+    assert shard_skew(blocks).ratio > 5

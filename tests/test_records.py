@@ -5,7 +5,12 @@ import io
 import pytest
 import tensorflow as tf
 
-from imgshard.transforms.example import encode_example, image_example
+from imgshard.transforms.example import (
+    ExampleDecodeError,
+    decode_example,
+    encode_example,
+    image_example,
+)
 from imgshard.transforms.tfrecord import CorruptRecordError, TFRecordWriter, iter_records
 
 FEATURES = {
@@ -102,3 +107,32 @@ def test_reader_detects_a_flipped_byte_and_truncation():
         list(iter_records(io.BytesIO(bytes(data))))
     with pytest.raises(CorruptRecordError, match="truncated"):
         list(iter_records(io.BytesIO(stream.getvalue()[:-3])))
+
+
+def test_decoder_reads_ours_and_foreign_examples():
+    foreign = tf.train.Example(
+        features=tf.train.Features(
+            feature={
+                "z": tf.train.Feature(float_list=tf.train.FloatList(value=[1.5, -2.0])),
+                "image/class/label": tf.train.Feature(int64_list=tf.train.Int64List(value=[7])),
+                "empty": tf.train.Feature(bytes_list=tf.train.BytesList(value=[])),
+                "neg": tf.train.Feature(int64_list=tf.train.Int64List(value=[-3, 2**63 - 1])),
+            }
+        )
+    ).SerializeToString()
+    assert decode_example(foreign) == {
+        "z": [1.5, -2.0],
+        "image/class/label": [7],
+        "empty": [],
+        "neg": [-3, 2**63 - 1],
+    }
+    decoded = decode_example(encode_example(FEATURES))
+    assert decoded == {k: v if isinstance(v, list) else [v] for k, v in FEATURES.items()}
+
+
+@pytest.mark.parametrize(
+    "data", [b"\x0a\x05\x0a", b"\x0a\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01"]
+)
+def test_decoder_refuses_malformed_bytes(data):
+    with pytest.raises(ExampleDecodeError):
+        decode_example(data)

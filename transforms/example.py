@@ -17,9 +17,16 @@ Wire format (tensorflow/core/example/{example,feature}.proto):
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Mapping, Sequence
 
-__all__ = ["FeatureValue", "encode_example", "image_example"]
+__all__ = [
+    "ExampleDecodeError",
+    "FeatureValue",
+    "decode_example",
+    "encode_example",
+    "image_example",
+]
 
 FeatureValue = bytes | int | Sequence[bytes] | Sequence[int]
 
@@ -92,3 +99,96 @@ def image_example(
             "image/filename": filename.encode("utf-8"),
         }
     )
+
+
+class ExampleDecodeError(ValueError):
+    """The bytes are not a well-formed `tf.train.Example`."""
+
+
+def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        if pos >= len(data):
+            raise ExampleDecodeError("truncated varint")
+        byte = data[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return result, pos
+        shift += 7
+        if shift > 63:
+            raise ExampleDecodeError("varint longer than 10 bytes")
+
+
+def _fields(data: bytes):
+    """(field number, wire type, value) of a message; length-delimited values as bytes."""
+    pos = 0
+    while pos < len(data):
+        tag, pos = _read_varint(data, pos)
+        number, wire = tag >> 3, tag & 7
+        if wire == 0:
+            value, pos = _read_varint(data, pos)
+        elif wire == _LEN:
+            length, pos = _read_varint(data, pos)
+            if pos + length > len(data):
+                raise ExampleDecodeError("length-delimited field runs past the end")
+            value, pos = data[pos : pos + length], pos + length
+        elif wire == 5:
+            value, pos = data[pos : pos + 4], pos + 4
+        elif wire == 1:
+            value, pos = data[pos : pos + 8], pos + 8
+        else:
+            raise ExampleDecodeError(f"unsupported wire type {wire}")
+        if pos > len(data):
+            raise ExampleDecodeError("field runs past the end")
+        yield number, wire, value
+
+
+def _signed64(value: int) -> int:
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def _decode_feature(data: bytes) -> list:
+    values: list = []
+    for kind, _, payload in _fields(data):
+        for number, wire, item in _fields(payload):
+            if number != 1:
+                continue
+            if kind == 1:  # BytesList
+                values.append(bytes(item))
+            elif kind == 3:  # Int64List, packed or not
+                if wire == _LEN:
+                    pos = 0
+                    while pos < len(item):
+                        raw, pos = _read_varint(item, pos)
+                        values.append(_signed64(raw))
+                else:
+                    values.append(_signed64(item))
+            elif kind == 2:  # FloatList, packed or not
+                values.extend(struct.unpack(f"<{len(item) // 4}f", item))
+    return values
+
+
+def decode_example(data: bytes) -> dict[str, list]:
+    """Parses a serialized `tf.train.Example` into {feature name: list of values}.
+
+    The inverse of `encode_example`, for any Example (foreign ones with float features or
+    unsorted keys included). Raises ExampleDecodeError on malformed bytes.
+    """
+    features: dict[str, list] = {}
+    for number, wire, features_msg in _fields(data):
+        if number != 1 or wire != _LEN:
+            continue
+        for entry_number, entry_wire, entry in _fields(features_msg):
+            if entry_number != 1 or entry_wire != _LEN:
+                continue
+            key, value = None, b""
+            for field_number, _, item in _fields(entry):
+                if field_number == 1:
+                    key = bytes(item).decode("utf-8", errors="replace")
+                elif field_number == 2:
+                    value = item
+            if key is None:
+                raise ExampleDecodeError("a feature map entry has no key")
+            features[key] = _decode_feature(value)
+    return features

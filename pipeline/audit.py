@@ -1,0 +1,481 @@
+"""`imgshard audit`: prove that shards are complete and well mixed, or show where they are not.
+
+Works on any TFRecord shards with the standard ImageNet schema (ours or another tool's),
+local or gs://. One streaming pass checks integrity and measures the raw order; the reader
+views replay the shards through tf.data exactly as a trainer would read them.
+
+Verdict thresholds (PASS needs all of them; 1.0 means "as good as an i.i.d. sample"):
+  integrity        no CRC, parse, label or decode error; counts and checksums equal
+                   dataset.json's; with --list, every input found exactly once
+  raw order        distinct labels per window >= 0.95 of i.i.d.;
+                   largest count of one label per window <= 1.5x i.i.d.
+  reader order     distinct labels per window >= 0.95 of i.i.d., for each reader modelled
+  per-shard skew   mean distance of shard label mixes from the global mix <= 1.5x that of
+                   random shards of the same sizes
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import logging
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+from apache_beam.io.filesystems import FileSystems
+
+from imgshard.transforms import metadata
+from imgshard.transforms.accounting import account_for_list
+from imgshard.transforms.index import detect_kind, read_index
+from imgshard.transforms.mixing import WindowStats, shard_skew, window_stats
+from imgshard.transforms.records import SourceInfo
+from imgshard.transforms.shard_scan import ScanResult, log_progress, scan_shards
+
+__all__ = ["THRESHOLDS", "AuditError", "AuditResult", "ReaderModel", "audit", "main"]
+
+_LOG = logging.getLogger("imgshard")
+
+THRESHOLDS = {
+    "min_distinct_ratio": 0.95,
+    "max_label_count_ratio": 1.5,
+    "max_skew_ratio": 1.5,
+}
+MIN_WINDOWS = 16  # below this many windows per view, the window shrinks
+_NOT_SHARDS = (".json", ".jsonl", ".txt", ".png", ".csv", ".md")
+
+
+class AuditError(Exception):
+    """The audit could not run (nothing to read, bad arguments)."""
+
+
+@dataclass
+class AuditResult:
+    """Attributes:
+    report: everything measured, JSON-ready (what --json prints).
+    histograms: records per (shard, label code), for the heatmap.
+    label_values: the label value of each code.
+    """
+
+    report: dict
+    histograms: np.ndarray
+    label_values: list
+
+    @property
+    def passed(self) -> bool:
+        return self.report["verdict"] == "PASS"
+
+
+@dataclass(frozen=True)
+class ReaderModel:
+    """A reader whose record order the audit replays with tf.data."""
+
+    name: str
+    description: str
+    interleave: bool  # False: files one after another
+    cycle_length: int
+    shuffle_buffer: int  # 0: relative to the data, see relative_buffer()
+
+    def resolved(self, records: int, window: int) -> ReaderModel:
+        if self.shuffle_buffer:
+            return self
+        buffer = relative_buffer(records, window)
+        return ReaderModel(
+            self.name,
+            f"{self.description}, shuffle buffer {buffer:,}",
+            self.interleave,
+            self.cycle_length,
+            buffer,
+        )
+
+
+def relative_buffer(records: int, window: int) -> int:
+    """A buffer as small against the data as a ~1,000-record queue is against ImageNet's
+    1.28M records (0.1%), but never under one window: a fixed 1,024 would shuffle a small
+    data set whole and hide exactly what this view is for."""
+    return max(window, records // 1000)
+
+
+def find_shards(target: str) -> tuple[list[str], str, dict | None]:
+    """(shard paths in name order, their folder, dataset.json or None) for a folder or glob."""
+    is_glob = any(c in target for c in "*?[")
+    folder = FileSystems.split(target)[0] if is_glob else target.rstrip("/")
+    meta = None
+    meta_path = FileSystems.join(folder, metadata.DATASET_JSON)
+    if FileSystems.exists(meta_path):
+        meta = metadata.load_metadata(folder)
+    if is_glob:
+        paths = [m.path for m in FileSystems.match([target])[0].metadata_list]
+        if meta and {FileSystems.split(p)[1] for p in paths} != {s["name"] for s in meta["shards"]}:
+            meta = None  # the glob picks other files than dataset.json describes
+    elif meta:
+        paths = [FileSystems.join(folder, s["name"]) for s in meta["shards"]]
+    else:
+        paths = [
+            m.path
+            for m in FileSystems.match([FileSystems.join(folder, "*")])[0].metadata_list
+            if not FileSystems.split(m.path)[1].startswith(".") and not m.path.endswith(_NOT_SHARDS)
+        ]
+    paths = sorted(paths, key=lambda p: FileSystems.split(p)[1])
+    if not paths:
+        raise AuditError(f"no shard files found at {target}")
+    return paths, folder, meta
+
+
+def choose_window(records: int, batch_size: int) -> int:
+    """The batch size, or a smaller power of two that still gives MIN_WINDOWS windows."""
+    window = batch_size
+    while window > 2 and records < MIN_WINDOWS * window:
+        window //= 2
+    return window
+
+
+def _view(stats: WindowStats) -> dict:
+    return {
+        "window": stats.window,
+        "windows": int(len(stats.distinct)),
+        "mean_distinct": round(float(stats.distinct.mean()), 3),
+        "expected_distinct": round(stats.expected_distinct, 3),
+        "distinct_ratio": round(stats.distinct_ratio, 4),
+        "mean_max_label_count": round(float(stats.max_count.mean()), 3),
+        "expected_max_label_count": round(stats.expected_max_count, 3),
+        "max_label_count_ratio": round(stats.max_count_ratio, 4),
+        "distinct_per_window": stats.distinct.tolist(),
+    }
+
+
+def _compare_with_metadata(scan: ScanResult, meta: dict) -> list[str]:
+    problems = []
+    for shard, described in zip(scan.shards, meta["shards"], strict=True):
+        name = described["name"]
+        if shard.records != described["records"]:
+            problems.append(
+                f"{name}: {shard.records} records, dataset.json says {described['records']}"
+            )
+        if described.get("sha256") and shard.sha256 != described["sha256"]:
+            problems.append(
+                f"{name}: sha256 differs from dataset.json (file changed after writing)"
+            )
+    labels = meta.get("labels", {})
+    observed = collections.Counter()
+    for shard in scan.shards:
+        observed.update(shard.label_counts)
+    offset = labels.get("offset", 0)
+    for label_id, expected in enumerate(labels.get("counts", [])):
+        if observed.get(label_id + offset, 0) != expected:
+            problems.append(
+                f"label {label_id + offset}: {observed.get(label_id + offset, 0)} records, "
+                f"dataset.json says {expected}"
+            )
+    return problems
+
+
+def _reader_labels(
+    files, scan: ScanResult, label_key: str, reader: ReaderModel, seed: int, limit: int
+) -> np.ndarray:
+    """Label codes in the order `reader` yields records (tf.data, seeded, deterministic)."""
+    import tensorflow as tf
+
+    from imgshard.trainer.input_pipeline import ReaderSettings, record_dataset
+
+    if reader.interleave:
+        settings = ReaderSettings(reader.cycle_length, reader.shuffle_buffer, seed=seed)
+        records = record_dataset(files, settings, deterministic=True)
+    else:  # string_input_producer(shuffle=True) + a small shuffle queue
+        names = tf.data.Dataset.from_tensor_slices(files).shuffle(len(files), seed=seed)
+        records = tf.data.TFRecordDataset(names).shuffle(reader.shuffle_buffer, seed=seed)
+    is_bytes = isinstance(scan.label_values[0], str)
+    spec = {label_key: tf.io.FixedLenFeature([], tf.string if is_bytes else tf.int64)}
+    batches = records.take(limit).batch(4096).map(lambda x: tf.io.parse_example(x, spec)[label_key])
+    code_of = {value: code for code, value in enumerate(scan.label_values)}
+    codes = []
+    for batch in batches.as_numpy_iterator():
+        values = [v.decode("utf-8", "replace") for v in batch] if is_bytes else batch.tolist()
+        codes.extend(code_of[v] for v in values)
+    return np.asarray(codes, dtype=np.int64)
+
+
+def _worst_shards(scan: ScanResult, skew, count: int = 5) -> list[dict]:
+    order = np.argsort(-(skew.distance - skew.expected))[:count]
+    worst = []
+    for i in order:
+        shard = scan.shards[i]
+        top = shard.label_counts.most_common(2)
+        worst.append(
+            {
+                "shard": FileSystems.split(shard.path)[1],
+                "records": shard.records,
+                "distance": round(float(skew.distance[i]), 4),
+                "random_distance": round(float(skew.expected[i]), 4),
+                "top_labels": [
+                    {"label": label, "share": round(n / max(1, shard.records), 3)}
+                    for label, n in top
+                ],
+            }
+        )
+    return worst
+
+
+def audit(
+    target: str,
+    *,
+    label_key: str = "image/class/label",
+    batch_size: int = 256,
+    decode: bool = False,
+    list_file: str | None = None,
+    readers: list[ReaderModel] | None = None,
+    reader_records: int = 100_000,
+    seed: int = 0,
+) -> AuditResult:
+    """Runs every check (see the module docstring for the verdict)."""
+    paths, folder, meta = find_shards(target)
+    _LOG.info(
+        "audit: %d shards in %s%s", len(paths), folder, " (with dataset.json)" if meta else ""
+    )
+    scan = scan_shards(
+        paths, label_key, decode=decode, keep_paths=list_file is not None, progress=log_progress()
+    )
+    records = len(scan.labels)
+    failures: list[str] = []
+    report: dict = {
+        "target": target,
+        "shards": len(paths),
+        "records": records,
+        "labels": len(scan.label_values),
+        "thresholds": THRESHOLDS,
+    }
+
+    integrity: dict = {
+        "errors": dict(scan.error_counts),
+        "first_errors": [
+            {"kind": k, "shard": s, "record": i, "detail": d} for k, s, i, d in scan.errors
+        ],
+    }
+    if scan.error_counts:
+        failures.append(
+            "integrity: "
+            + ", ".join(
+                f"{n} {kind} error{'s' * (n > 1)}" for kind, n in sorted(scan.error_counts.items())
+            )
+        )
+    if meta:
+        mismatches = _compare_with_metadata(scan, meta)
+        integrity["dataset_json"] = {"checked": True, "mismatches": mismatches}
+        if mismatches:
+            failures.append(f"integrity: {len(mismatches)} differences from dataset.json")
+    if list_file:
+        integrity["list"] = _check_list(list_file, scan, folder, meta)
+        if not integrity["list"]["ok"]:
+            failures.append("integrity: the list is not accounted for exactly once")
+    report["integrity"] = integrity
+
+    histograms = np.zeros((len(scan.shards), len(scan.label_values)), dtype=np.int64)
+    if records == 0:
+        failures.append("no records to audit")
+    else:
+        window = choose_window(records, batch_size)
+        dense = np.frombuffer(scan.labels, dtype=np.int32).astype(np.int64)
+        num_classes = len(scan.label_values)
+        if records >= 2 * window:
+            raw = window_stats(dense, window, num_classes)
+            report["raw_order"] = _view(raw)
+            _judge(raw, "raw order", failures, check_max=True)
+            report["reader_order"] = {}
+            if readers and not _tensorflow_available():
+                readers = []
+                report["note"] = (
+                    "reader views skipped: they replay tf.data and TensorFlow is "
+                    "not installed (pip install 'imgshard[tf]')"
+                )
+            for reader in readers or []:
+                reader = reader.resolved(records, window)
+                order = _reader_labels(paths, scan, label_key, reader, seed, reader_records)
+                stats = window_stats(order, window, num_classes)
+                report["reader_order"][reader.name] = {
+                    "description": reader.description,
+                    "records": int(len(order)),
+                    **_view(stats),
+                }
+                _judge(stats, f"reader order ({reader.name})", failures)
+        else:
+            report["raw_order"] = None
+            report["note"] = f"{records} records are too few to judge mixing in windows"
+        code_of = {value: code for code, value in enumerate(scan.label_values)}
+        for i, shard in enumerate(scan.shards):
+            for value, n in shard.label_counts.items():
+                histograms[i, code_of[value]] = n
+        skew = shard_skew(histograms, seed=seed)
+        report["shard_skew"] = {
+            "mean_distance": round(float(skew.distance.mean()), 4),
+            "mean_random_distance": round(float(skew.expected.mean()), 4),
+            "ratio": round(skew.ratio, 4),
+            "worst": _worst_shards(scan, skew),
+        }
+        if len(scan.shards) > 1 and skew.ratio > THRESHOLDS["max_skew_ratio"]:
+            failures.append(
+                f"per-shard skew: shard label mixes are {skew.ratio:.1f}x as far from the "
+                f"global mix as random shards' (limit {THRESHOLDS['max_skew_ratio']})"
+            )
+    report["failures"] = failures
+    report["verdict"] = "FAIL" if failures else "PASS"
+    return AuditResult(report, histograms, scan.label_values)
+
+
+def _tensorflow_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("tensorflow") is not None
+
+
+def _judge(stats: WindowStats, view: str, failures: list[str], check_max: bool = False) -> None:
+    if stats.distinct_ratio < THRESHOLDS["min_distinct_ratio"]:
+        failures.append(
+            f"{view}: {stats.distinct.mean():.1f} distinct labels per {stats.window}-record "
+            f"window vs {stats.expected_distinct:.1f} i.i.d. (ratio {stats.distinct_ratio:.2f} < "
+            f"{THRESHOLDS['min_distinct_ratio']})"
+        )
+    if check_max and stats.max_count_ratio > THRESHOLDS["max_label_count_ratio"]:
+        failures.append(
+            f"{view}: the most frequent label fills {stats.max_count.mean():.1f} of "
+            f"{stats.window} records vs {stats.expected_max_count:.1f} i.i.d. (ratio "
+            f"{stats.max_count_ratio:.2f} > {THRESHOLDS['max_label_count_ratio']})"
+        )
+
+
+def _check_list(list_file: str, scan: ScanResult, folder: str, meta: dict | None) -> dict:
+    split = meta["split"] if meta else FileSystems.split(scan.shards[0].path)[1].split("-")[0]
+    report_path = FileSystems.join(folder, metadata.rejected_name(split))
+    rejected_lines: list[int] = []
+    if FileSystems.exists(report_path):
+        with FileSystems.open(report_path) as f:
+            rejected_lines = [json.loads(line)["line"] for line in f.read().splitlines() if line]
+    kind = detect_kind(list_file)
+    items = [i for i in read_index(list_file, kind) if not isinstance(i, SourceInfo)]
+    accounting = account_for_list(items, scan.paths, rejected_lines)
+    return {
+        "ok": accounting.ok,
+        "inputs": accounting.inputs,
+        "records": sum(scan.paths.values()),
+        "rejected": len(rejected_lines),
+        "matched_by": accounting.matched_by,
+        "missing": [{"line": line, "path": path} for line, path in accounting.missing[:100]],
+        "num_missing": len(accounting.missing),
+        "duplicated": [
+            {"path": p, "found": f, "expected": e} for p, f, e in accounting.duplicated[:100]
+        ],
+        "num_duplicated": len(accounting.duplicated),
+        "unexpected": accounting.unexpected[:100],
+        "num_unexpected": len(accounting.unexpected),
+        "unknown_rejected_lines": accounting.unknown_rejected[:100],
+    }
+
+
+def default_readers(
+    cycle_length: int, shuffle_buffer: int, sequential_buffer: int
+) -> list[ReaderModel]:
+    sequential = "string_input_producer style: file names shuffled, files read one after another"
+    if sequential_buffer:
+        sequential += f", shuffle buffer {sequential_buffer:,}"
+    return [
+        ReaderModel(
+            "trainer",
+            f"imgshard trainer: file shuffle, interleave {cycle_length} files, "
+            f"record shuffle buffer {shuffle_buffer:,}",
+            True,
+            cycle_length,
+            shuffle_buffer,
+        ),
+        ReaderModel("sequential", sequential, False, 1, sequential_buffer),
+    ]
+
+
+def add_audit_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "target", help="shard folder (with or without dataset.json) or glob; local or gs://"
+    )
+    parser.add_argument(
+        "--label-key",
+        default="image/class/label",
+        help="feature holding the label (int64 or bytes)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=256,
+        help="window of records judged together (default 256; smaller for small data)",
+    )
+    parser.add_argument(
+        "--decode", action="store_true", help="decode every image and check its recorded size"
+    )
+    parser.add_argument(
+        "--list",
+        dest="list_file",
+        default=None,
+        help="the original input list: check every input is found exactly once",
+    )
+    parser.add_argument(
+        "--no-reader-order",
+        action="store_true",
+        help="skip the reader views (they need TensorFlow)",
+    )
+    parser.add_argument(
+        "--reader-records",
+        type=int,
+        default=100_000,
+        help="records replayed per reader view (default 100,000)",
+    )
+    parser.add_argument(
+        "--cycle-length", type=int, default=16, help="trainer view: files interleaved (default 16)"
+    )
+    parser.add_argument(
+        "--shuffle-buffer",
+        type=int,
+        default=10_000,
+        help="trainer view: record shuffle buffer (default 10,000)",
+    )
+    parser.add_argument(
+        "--sequential-buffer",
+        type=int,
+        default=0,
+        help="sequential-reader view: shuffle buffer (default: 0.1%% of the "
+        "records, at least one window)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the simulated readers")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument(
+        "--plot",
+        default=None,
+        help="write a PNG: shard x label heatmap and distinct labels per window",
+    )
+
+
+def main(argv: list[str]) -> int:
+    from imgshard.pipeline.audit_report import format_report, plot_report
+
+    parser = argparse.ArgumentParser(prog="imgshard audit", description=__doc__.split("\n")[0])
+    add_audit_arguments(parser)
+    args = parser.parse_args(argv)
+    readers = (
+        []
+        if args.no_reader_order
+        else default_readers(args.cycle_length, args.shuffle_buffer, args.sequential_buffer)
+    )
+    try:
+        result = audit(
+            args.target,
+            label_key=args.label_key,
+            batch_size=args.batch_size,
+            decode=args.decode,
+            list_file=args.list_file,
+            readers=readers,
+            reader_records=args.reader_records,
+            seed=args.seed,
+        )
+    except AuditError as e:
+        print(f"imgshard audit: error: {e}", file=sys.stderr)
+        return 2
+    if args.plot:
+        plot_report(result, args.plot)
+    print(json.dumps(result.report, indent=1) if args.json else format_report(result.report))
+    return 0 if result.passed else 1

@@ -1,0 +1,160 @@
+"""What `imgshard audit` shows a person: a summary in words and a picture."""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["format_report", "plot_report"]
+
+
+def _mark(ok: bool) -> str:
+    return "ok  " if ok else "FAIL"
+
+
+def _integrity_lines(report: dict) -> list[str]:
+    integrity = report["integrity"]
+    errors = integrity["errors"]
+    lines = []
+    if errors:
+        shown = ", ".join(f"{n} {kind}" for kind, n in sorted(errors.items()))
+        lines.append(
+            f"  FAIL integrity   {shown} errors; first: {integrity['first_errors'][0]['detail']}"
+            f" ({integrity['first_errors'][0]['shard']})"
+        )
+    else:
+        lines.append(
+            f"  ok   integrity   {report['records']:,} records: framing, CRC and Example "
+            "parse checked" + (", images decoded" if "decode" not in errors else "")
+        )
+    described = integrity.get("dataset_json")
+    if described:
+        problems = described["mismatches"]
+        lines.append(
+            f"  {_mark(not problems)} dataset.json "
+            + (
+                "shard counts, checksums and label counts match"
+                if not problems
+                else f"{len(problems)} differences, e.g. {problems[0]}"
+            )
+        )
+    listed = integrity.get("list")
+    if listed:
+        if listed["ok"]:
+            lines.append(
+                f"  ok   input list  all {listed['inputs']:,} inputs found exactly once "
+                f"({listed['records']:,} records + {listed['rejected']:,} rejected)"
+            )
+        else:
+            lines.append(
+                f"  FAIL input list  {listed['num_missing']} missing, "
+                f"{listed['num_duplicated']} duplicated, {listed['num_unexpected']} "
+                f"not in the list"
+            )
+            for item in listed["missing"][:5]:
+                lines.append(f"                   missing: line {item['line']}: {item['path']}")
+            for item in listed["duplicated"][:5]:
+                lines.append(
+                    f"                   duplicated: {item['path']} written "
+                    f"{item['found']}x, expected {item['expected']}x"
+                )
+            for path in listed["unexpected"][:5]:
+                lines.append(f"                   not in the list: {path}")
+    return lines
+
+
+def _view_line(title: str, view: dict, thresholds: dict, check_max: bool) -> list[str]:
+    ok = view["distinct_ratio"] >= thresholds["min_distinct_ratio"]
+    lines = [
+        f"  {_mark(ok)} {title:<11} {view['mean_distinct']:.1f} distinct labels per "
+        f"{view['window']}-record window vs {view['expected_distinct']:.1f} i.i.d. "
+        f"(ratio {view['distinct_ratio']:.2f}, needs >= {thresholds['min_distinct_ratio']})"
+    ]
+    if check_max:
+        ok = view["max_label_count_ratio"] <= thresholds["max_label_count_ratio"]
+        lines.append(
+            f"  {_mark(ok)} {'':<11} top label fills {view['mean_max_label_count']:.1f} "
+            f"records per window vs {view['expected_max_label_count']:.1f} i.i.d. (ratio "
+            f"{view['max_label_count_ratio']:.2f}, needs <= "
+            f"{thresholds['max_label_count_ratio']})"
+        )
+    return lines
+
+
+def format_report(report: dict) -> str:
+    thresholds = report["thresholds"]
+    lines = [
+        f"imgshard audit: {report['verdict']} — {report['target']}: {report['shards']} shards, "
+        f"{report['records']:,} records, {report['labels']} labels"
+    ]
+    lines += _integrity_lines(report)
+    if report.get("raw_order"):
+        lines += _view_line("raw order", report["raw_order"], thresholds, check_max=True)
+    for name, view in report.get("reader_order", {}).items():
+        lines += _view_line(f"{name} reader", view, thresholds, check_max=False)
+        lines.append(f"       {'':<11} ({view['description']}; {view['records']:,} records)")
+    if report.get("note"):
+        lines.append(f"  note {report['note']}")
+    skew = report.get("shard_skew")
+    if skew:
+        ok = report["shards"] < 2 or skew["ratio"] <= thresholds["max_skew_ratio"]
+        lines.append(
+            f"  {_mark(ok)} shard skew  shard label mixes are {skew['mean_distance']:.3f} "
+            f"from the global mix vs {skew['mean_random_distance']:.3f} for random shards "
+            f"(ratio {skew['ratio']:.2f}, needs <= {thresholds['max_skew_ratio']})"
+        )
+        worst = ", ".join(
+            f"{w['shard']} ({w['top_labels'][0]['share']:.0%} label {w['top_labels'][0]['label']})"
+            for w in skew["worst"][:3]
+            if w["top_labels"]
+        )
+        if worst:
+            lines.append(f"       {'':<11} most skewed: {worst}")
+    for failure in report["failures"]:
+        lines.append(f"  -> {failure}")
+    return "\n".join(lines)
+
+
+def plot_report(result, path: str) -> None:
+    """Left: each shard's label mix (rows: shards by name; columns: labels). Right: distinct
+    labels per window along the stream, for each view, against the i.i.d. expectation."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    report = result.report
+    histograms = result.histograms.astype(float)
+    order = np.argsort([str(v) for v in result.label_values]) if len(result.label_values) else []
+    shares = histograms[:, order] / np.maximum(1, histograms.sum(axis=1, keepdims=True))
+
+    fig, (heat, curve) = plt.subplots(1, 2, figsize=(13, 5), gridspec_kw={"width_ratios": [1, 1.4]})
+    image = heat.imshow(shares, aspect="auto", interpolation="nearest", cmap="viridis")
+    heat.set_xlabel("label")
+    heat.set_ylabel("shard (by name)")
+    heat.set_title("label share in each shard")
+    fig.colorbar(image, ax=heat, fraction=0.046)
+
+    views = {"raw order (shard by shard)": report.get("raw_order")}
+    views.update({f"{name} reader": v for name, v in report.get("reader_order", {}).items()})
+    expected = None
+    for label, view in views.items():
+        if view:
+            curve.plot(
+                view["distinct_per_window"],
+                label=f"{label}: ratio {view['distinct_ratio']:.2f}",
+                linewidth=1,
+            )
+            expected = view["expected_distinct"]
+    if expected is not None:
+        curve.axhline(
+            expected, color="black", linestyle="--", label=f"i.i.d. expectation {expected:.1f}"
+        )
+        window = report["raw_order"]["window"]
+        curve.set_title(f"distinct labels per {window}-record window")
+        curve.set_xlabel("window along the stream")
+        curve.set_ylim(0, expected * 1.15)
+        curve.legend(loc="center right", fontsize=8, framealpha=0.9)
+    fig.suptitle(f"imgshard audit: {report['verdict']} — {report['target']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,160 @@
+"""One streaming pass over TFRecord shards: framing/CRC, Example parsing, optional decode.
+
+Memory grows with the number of records only by one small label code (and, when a list is
+to be checked, one path) per record; image bytes are dropped as soon as they are checked.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import io
+import logging
+import time
+from array import array
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+from PIL import Image
+
+from imgshard.transforms.example import ExampleDecodeError, decode_example
+from imgshard.transforms.tfrecord import CorruptRecordError, iter_records
+
+__all__ = ["ScanResult", "ShardScan", "scan_shards"]
+
+_LOG = logging.getLogger("imgshard")
+MAX_ERRORS_KEPT = 100
+
+
+@dataclass
+class ShardScan:
+    path: str
+    records: int = 0
+    bytes: int = 0
+    sha256: str = ""
+    label_counts: collections.Counter = field(default_factory=collections.Counter)
+
+
+@dataclass
+class ScanResult:
+    """Attributes:
+    shards: per-shard counts, in scan order.
+    labels: label code of every record in raw order (shards by name, records in file order).
+    label_values: the label value of each code (ints, or strings for bytes labels).
+    paths: image/filename of every record, when asked for.
+    errors: (kind, shard, record index, detail), the first MAX_ERRORS_KEPT.
+    error_counts: errors by kind: "crc", "parse", "label", "decode".
+    """
+
+    shards: list[ShardScan] = field(default_factory=list)
+    labels: array = field(default_factory=lambda: array("i"))
+    label_values: list = field(default_factory=list)
+    paths: collections.Counter = field(default_factory=collections.Counter)
+    errors: list[tuple[str, str, int, str]] = field(default_factory=list)
+    error_counts: collections.Counter = field(default_factory=collections.Counter)
+
+    def error(self, kind: str, shard: str, index: int, detail: str) -> None:
+        self.error_counts[kind] += 1
+        if len(self.errors) < MAX_ERRORS_KEPT:
+            self.errors.append((kind, shard, index, detail))
+
+
+def _check_image(features: dict) -> str | None:
+    """Decodes image/encoded; returns what is wrong, or None."""
+    encoded = features.get("image/encoded", [b""])
+    try:
+        image = Image.open(io.BytesIO(encoded[0]))
+        image.load()
+    except Exception as e:
+        return f"image does not decode: {type(e).__name__}: {e}"
+    recorded = tuple(features.get(k, [None])[0] for k in ("image/width", "image/height"))
+    if None not in recorded and image.size != recorded:
+        return f"decodes to {image.size[0]}x{image.size[1]}, recorded {recorded[0]}x{recorded[1]}"
+    channels = features.get("image/channels", [None])[0]
+    if channels is not None and len(image.getbands()) != channels:
+        return f"decodes to {len(image.getbands())} channels, recorded {channels}"
+    return None
+
+
+def scan_shards(
+    paths: list[str],
+    label_key: str = "image/class/label",
+    decode: bool = False,
+    keep_paths: bool = False,
+    progress: Callable[[int, int, int], None] | None = None,
+) -> ScanResult:
+    """Reads every record of every shard, in the order given."""
+    result = ScanResult()
+    codes: dict = {}
+    for shard_number, path in enumerate(paths):
+        shard = ShardScan(path)
+        result.shards.append(shard)
+        digest = hashlib.sha256()
+        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as raw:
+            stream = _HashingReader(raw, digest)
+            index = -1
+            try:
+                for index, data in enumerate(iter_records(stream)):
+                    _scan_record(data, index, shard, result, codes, label_key, decode, keep_paths)
+            except CorruptRecordError as e:
+                result.error("crc", path, index + 1, str(e))
+                stream.read()  # hash the rest, so sha256 still describes the whole file
+        shard.bytes, shard.sha256 = stream.size, digest.hexdigest()
+        if progress:
+            progress(shard_number + 1, len(paths), len(result.labels))
+    return result
+
+
+def _scan_record(data, index, shard, result, codes, label_key, decode, keep_paths) -> None:
+    shard.records += 1
+    try:
+        features = decode_example(data)
+    except ExampleDecodeError as e:
+        result.error("parse", shard.path, index, str(e))
+        return
+    label = features.get(label_key)
+    if not label:
+        result.error("label", shard.path, index, f"no {label_key!r} feature")
+        return
+    value = label[0].decode("utf-8", "replace") if isinstance(label[0], bytes) else label[0]
+    code = codes.get(value)
+    if code is None:
+        code = codes[value] = len(codes)
+        result.label_values.append(value)
+    result.labels.append(code)
+    shard.label_counts[value] += 1
+    if keep_paths:
+        name = features.get("image/filename", [b""])[0]
+        result.paths[name.decode("utf-8", "replace")] += 1
+    if decode and (problem := _check_image(features)):
+        result.error("decode", shard.path, index, problem)
+
+
+class _HashingReader:
+    """A read-only stream wrapper that hashes and counts what passes through."""
+
+    def __init__(self, stream, digest):
+        self._stream = stream
+        self._digest = digest
+        self.size = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._stream.read(n) if n >= 0 else self._stream.read()
+        self._digest.update(data)
+        self.size += len(data)
+        return data
+
+
+def log_progress(every_seconds: float = 5.0) -> Callable[[int, int, int], None]:
+    """A progress callback that logs at most every few seconds (and at the end)."""
+    last = [time.monotonic()]
+
+    def report(done: int, total: int, records: int) -> None:
+        now = time.monotonic()
+        if done == total or now - last[0] >= every_seconds:
+            last[0] = now
+            _LOG.info("audit: read %d/%d shards, %s records", done, total, f"{records:,}")
+
+    return report
