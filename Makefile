@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 .DEFAULT_GOAL := help
 
-.PHONY: help install install-dev demo test lint format clean
+.PHONY: help install install-dev demo repro test lint format clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -32,10 +32,15 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 install: $(VENV)/.installed ## create .venv with imgshard and its `imgshard` command (Beam, Pillow)
 install-dev: $(VENV)/.installed-dev ## install + TensorFlow, tf.Transform and the test tools
 
-demo: install ## convert the embedded demo dataset (class-sorted digits) into shuffled shards
+demo: install ## convert the embedded demo dataset (class-sorted digits) into shuffled shards, audit them
 	$(BIN)/imgshard demo-data --output $(DATA)
 	$(BIN)/imgshard convert --input $(DATA)/train.txt --output $(OUT) --resize shorter:32 \
 	  --overwrite $(EXTRA_ARGS)
+	$(BIN)/imgshard audit $(OUT) --list $(DATA)/train.txt --decode
+
+repro: install-dev ## the loss-curve bug on the demo data: sorted vs shuffled shards, audited
+	$(BIN)/python benchmarks/repro.py --data $(DATA) --out out/repro
+	@mkdir -p docs && cp out/repro/loss.png docs/repro-loss.png
 
 test: install-dev ## run the test suite (hermetic; no network)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -177,14 +177,17 @@ def _reader_labels(
     """Label codes in the order `reader` yields records (tf.data, seeded, deterministic)."""
     import tensorflow as tf
 
-    from imgshard.trainer.input_pipeline import ReaderSettings, record_dataset
+    from imgshard.trainer.input_pipeline import (
+        ReaderSettings,
+        record_dataset,
+        sequential_record_dataset,
+    )
 
     if reader.interleave:
         settings = ReaderSettings(reader.cycle_length, reader.shuffle_buffer, seed=seed)
         records = record_dataset(files, settings, deterministic=True)
-    else:  # string_input_producer(shuffle=True) + a small shuffle queue
-        names = tf.data.Dataset.from_tensor_slices(files).shuffle(len(files), seed=seed)
-        records = tf.data.TFRecordDataset(names).shuffle(reader.shuffle_buffer, seed=seed)
+    else:
+        records = sequential_record_dataset(files, reader.shuffle_buffer, seed=seed)
     is_bytes = isinstance(scan.label_values[0], str)
     spec = {label_key: tf.io.FixedLenFeature([], tf.string if is_bytes else tf.int64)}
     batches = records.take(limit).batch(4096).map(lambda x: tf.io.parse_example(x, spec)[label_key])
@@ -247,6 +250,7 @@ def audit(
     }
 
     integrity: dict = {
+        "decoded": decode,
         "errors": dict(scan.error_counts),
         "first_errors": [
             {"kind": k, "shard": s, "record": i, "detail": d} for k, s, i, d in scan.errors

@@ -7,110 +7,143 @@ import numpy as np
 __all__ = ["format_report", "plot_report"]
 
 
-def _mark(ok: bool) -> str:
-    return "ok  " if ok else "FAIL"
+_TITLE = 18
+
+
+def _line(ok: bool | None, title: str, text: str) -> str:
+    mark = {True: "ok  ", False: "FAIL", None: "    "}[ok]
+    return f"  {mark} {title:<{_TITLE}}{text}"
 
 
 def _integrity_lines(report: dict) -> list[str]:
     integrity = report["integrity"]
     errors = integrity["errors"]
-    lines = []
     if errors:
         shown = ", ".join(f"{n} {kind}" for kind, n in sorted(errors.items()))
-        lines.append(
-            f"  FAIL integrity   {shown} errors; first: {integrity['first_errors'][0]['detail']}"
-            f" ({integrity['first_errors'][0]['shard']})"
-        )
+        first = integrity["first_errors"][0]
+        lines = [
+            _line(
+                False, "integrity", f"{shown} errors; first: {first['detail']} ({first['shard']})"
+            )
+        ]
     else:
-        lines.append(
-            f"  ok   integrity   {report['records']:,} records: framing, CRC and Example "
-            "parse checked" + (", images decoded" if "decode" not in errors else "")
-        )
+        checked = "framing, CRC and Example parse checked"
+        if integrity.get("decoded"):
+            checked += ", every image decoded to its recorded size"
+        lines = [_line(True, "integrity", f"{report['records']:,} records: {checked}")]
     described = integrity.get("dataset_json")
     if described:
         problems = described["mismatches"]
+        text = (
+            f"{len(problems)} differences, e.g. {problems[0]}"
+            if problems
+            else "shard counts, checksums and label counts match"
+        )
+        lines.append(_line(not problems, "dataset.json", text))
+    listed = integrity.get("list")
+    if listed and listed["ok"]:
         lines.append(
-            f"  {_mark(not problems)} dataset.json "
-            + (
-                "shard counts, checksums and label counts match"
-                if not problems
-                else f"{len(problems)} differences, e.g. {problems[0]}"
+            _line(
+                True,
+                "input list",
+                f"all {listed['inputs']:,} inputs found exactly "
+                f"once ({listed['records']:,} records + {listed['rejected']:,} "
+                "rejected)",
             )
         )
-    listed = integrity.get("list")
-    if listed:
-        if listed["ok"]:
-            lines.append(
-                f"  ok   input list  all {listed['inputs']:,} inputs found exactly once "
-                f"({listed['records']:,} records + {listed['rejected']:,} rejected)"
+    elif listed:
+        lines.append(
+            _line(
+                False,
+                "input list",
+                f"{listed['num_missing']} missing, "
+                f"{listed['num_duplicated']} duplicated, "
+                f"{listed['num_unexpected']} not in the list",
             )
-        else:
-            lines.append(
-                f"  FAIL input list  {listed['num_missing']} missing, "
-                f"{listed['num_duplicated']} duplicated, {listed['num_unexpected']} "
-                f"not in the list"
+        )
+        lines += [
+            _line(None, "", f"missing: line {m['line']}: {m['path']}")
+            for m in listed["missing"][:5]
+        ]
+        lines += [
+            _line(
+                None,
+                "",
+                f"duplicated: {d['path']} written {d['found']}x, expected {d['expected']}x",
             )
-            for item in listed["missing"][:5]:
-                lines.append(f"                   missing: line {item['line']}: {item['path']}")
-            for item in listed["duplicated"][:5]:
-                lines.append(
-                    f"                   duplicated: {item['path']} written "
-                    f"{item['found']}x, expected {item['expected']}x"
-                )
-            for path in listed["unexpected"][:5]:
-                lines.append(f"                   not in the list: {path}")
+            for d in listed["duplicated"][:5]
+        ]
+        lines += [_line(None, "", f"not in the list: {p}") for p in listed["unexpected"][:5]]
     return lines
 
 
-def _view_line(title: str, view: dict, thresholds: dict, check_max: bool) -> list[str]:
+def _view_lines(title: str, view: dict, thresholds: dict, check_max: bool) -> list[str]:
     ok = view["distinct_ratio"] >= thresholds["min_distinct_ratio"]
     lines = [
-        f"  {_mark(ok)} {title:<11} {view['mean_distinct']:.1f} distinct labels per "
-        f"{view['window']}-record window vs {view['expected_distinct']:.1f} i.i.d. "
-        f"(ratio {view['distinct_ratio']:.2f}, needs >= {thresholds['min_distinct_ratio']})"
+        _line(
+            ok,
+            title,
+            f"{view['mean_distinct']:.1f} distinct labels per "
+            f"{view['window']}-record window vs {view['expected_distinct']:.1f} "
+            f"i.i.d. (ratio {view['distinct_ratio']:.2f}, needs >= "
+            f"{thresholds['min_distinct_ratio']})",
+        )
     ]
     if check_max:
         ok = view["max_label_count_ratio"] <= thresholds["max_label_count_ratio"]
         lines.append(
-            f"  {_mark(ok)} {'':<11} top label fills {view['mean_max_label_count']:.1f} "
-            f"records per window vs {view['expected_max_label_count']:.1f} i.i.d. (ratio "
-            f"{view['max_label_count_ratio']:.2f}, needs <= "
-            f"{thresholds['max_label_count_ratio']})"
+            _line(
+                ok,
+                "",
+                f"top label fills {view['mean_max_label_count']:.1f} records "
+                f"per window vs {view['expected_max_label_count']:.1f} i.i.d. "
+                f"(ratio {view['max_label_count_ratio']:.2f}, needs <= "
+                f"{thresholds['max_label_count_ratio']})",
+            )
         )
+    return lines
+
+
+def _skew_lines(report: dict, thresholds: dict) -> list[str]:
+    skew = report.get("shard_skew")
+    if not skew:
+        return []
+    ok = report["shards"] < 2 or skew["ratio"] <= thresholds["max_skew_ratio"]
+    lines = [
+        _line(
+            ok,
+            "shard skew",
+            f"shard label mixes are {skew['mean_distance']:.3f} from "
+            f"the global mix vs {skew['mean_random_distance']:.3f} for random shards "
+            f"(ratio {skew['ratio']:.2f}, needs <= {thresholds['max_skew_ratio']})",
+        )
+    ]
+    worst = ", ".join(
+        f"{w['shard']} ({w['top_labels'][0]['share']:.0%} label {w['top_labels'][0]['label']})"
+        for w in skew["worst"][:3]
+        if w["top_labels"]
+    )
+    if worst:
+        lines.append(_line(None, "", f"most skewed: {worst}"))
     return lines
 
 
 def format_report(report: dict) -> str:
     thresholds = report["thresholds"]
     lines = [
-        f"imgshard audit: {report['verdict']} — {report['target']}: {report['shards']} shards, "
-        f"{report['records']:,} records, {report['labels']} labels"
+        f"imgshard audit: {report['verdict']} — {report['target']}: {report['shards']} "
+        f"shards, {report['records']:,} records, {report['labels']} labels"
     ]
     lines += _integrity_lines(report)
     if report.get("raw_order"):
-        lines += _view_line("raw order", report["raw_order"], thresholds, check_max=True)
+        lines += _view_lines("raw order", report["raw_order"], thresholds, check_max=True)
     for name, view in report.get("reader_order", {}).items():
-        lines += _view_line(f"{name} reader", view, thresholds, check_max=False)
-        lines.append(f"       {'':<11} ({view['description']}; {view['records']:,} records)")
+        lines += _view_lines(f"{name} reader", view, thresholds, check_max=False)
+        lines.append(_line(None, "", f"{view['description']}; {view['records']:,} records"))
     if report.get("note"):
-        lines.append(f"  note {report['note']}")
-    skew = report.get("shard_skew")
-    if skew:
-        ok = report["shards"] < 2 or skew["ratio"] <= thresholds["max_skew_ratio"]
-        lines.append(
-            f"  {_mark(ok)} shard skew  shard label mixes are {skew['mean_distance']:.3f} "
-            f"from the global mix vs {skew['mean_random_distance']:.3f} for random shards "
-            f"(ratio {skew['ratio']:.2f}, needs <= {thresholds['max_skew_ratio']})"
-        )
-        worst = ", ".join(
-            f"{w['shard']} ({w['top_labels'][0]['share']:.0%} label {w['top_labels'][0]['label']})"
-            for w in skew["worst"][:3]
-            if w["top_labels"]
-        )
-        if worst:
-            lines.append(f"       {'':<11} most skewed: {worst}")
-    for failure in report["failures"]:
-        lines.append(f"  -> {failure}")
+        lines.append(_line(None, "note", report["note"]))
+    lines += _skew_lines(report, thresholds)
+    lines += [f"  -> {failure}" for failure in report["failures"]]
     return "\n".join(lines)
 
 

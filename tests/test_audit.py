@@ -62,6 +62,7 @@ def test_our_shards_pass_every_check(dataset, tmp_path):
     assert report["verdict"] == "PASS", report["failures"]
     assert report["records"] == 960 and report["shards"] == 12
     assert report["integrity"]["dataset_json"]["mismatches"] == []
+    assert report["integrity"]["decoded"] is True
     assert report["integrity"]["list"]["ok"] and report["integrity"]["list"]["inputs"] == 960
     assert report["raw_order"]["window"] == 32  # 960 records: 256 shrinks to keep 16+ windows
     assert report["raw_order"]["distinct_ratio"] >= 0.95
@@ -228,3 +229,17 @@ def test_cli_exit_codes_json_and_plot(dataset, tmp_path):
         [imgshard, "audit", str(tmp_path / "nothing")], capture_output=True, text=True
     )
     assert missing.returncode == 2 and "no shard files" in missing.stderr
+
+
+def test_human_report_says_what_was_checked(dataset):
+    from imgshard.pipeline.audit_report import format_report
+
+    _, good, sorted_out = dataset
+    plain = format_report(audit(good, readers=[]).report)
+    assert "PASS" in plain.splitlines()[0] and "decoded" not in plain
+    decoded = format_report(audit(good, decode=True, readers=[]).report)
+    assert "every image decoded to its recorded size" in decoded
+    failed = format_report(audit(sorted_out, readers=[]).report).splitlines()
+    assert failed[0].startswith("imgshard audit: FAIL")
+    assert any(line.startswith("  FAIL raw order") for line in failed)
+    assert any(line.startswith("  -> per-shard skew") for line in failed)
