@@ -1,16 +1,28 @@
 # imgshard — `make help` lists the targets.
 PYTHON ?= python3
 VENV ?= .venv
-DATA ?= data/demo
-OUT ?= out/demo
+DEMO_DATA ?= data/demo
+DEMO_OUT ?= out/demo
 EXTRA_ARGS ?=
 PYTEST_ARGS ?=
+# make train: the demo shards by default; e.g. make train DATA=gs://bucket/imagenet EPOCHS=90 \
+#   IMAGE_SIZE=224 ALPHA=1.0 BATCH_SIZE=256 LR=0.1 WARMUP_EPOCHS=5 MODEL_DIR=gs://bucket/runs/m
+DATA ?= $(DEMO_OUT)
+MODEL_DIR ?= out/train
+MODEL ?= mobilenet
+EPOCHS ?= 15
+IMAGE_SIZE ?= 32
+ALPHA ?= 0.25
+BATCH_SIZE ?= 64
+LR ?= 0.4
+WARMUP_EPOCHS ?= 1
+TRAIN_ARGS ?=
 
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 .DEFAULT_GOAL := help
 
-.PHONY: help install install-dev demo repro test lint format clean
+.PHONY: help install install-dev demo repro train bench-input test lint format clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -33,14 +45,26 @@ install: $(VENV)/.installed ## create .venv with imgshard and its `imgshard` com
 install-dev: $(VENV)/.installed-dev ## install + TensorFlow, tf.Transform and the test tools
 
 demo: install ## convert the embedded demo dataset (class-sorted digits) into shuffled shards, audit them
-	$(BIN)/imgshard demo-data --output $(DATA)
-	$(BIN)/imgshard convert --input $(DATA)/train.txt --output $(OUT) --resize shorter:32 \
+	$(BIN)/imgshard demo-data --output $(DEMO_DATA)
+	$(BIN)/imgshard convert --input $(DEMO_DATA)/train.txt --output $(DEMO_OUT) --resize shorter:32 \
 	  --overwrite $(EXTRA_ARGS)
-	$(BIN)/imgshard audit $(OUT) --list $(DATA)/train.txt --decode
+	$(BIN)/imgshard audit $(DEMO_OUT) --list $(DEMO_DATA)/train.txt --decode
 
 repro: install-dev ## the loss-curve bug on the demo data: sorted vs shuffled shards, audited
-	$(BIN)/python benchmarks/repro.py --data $(DATA) --out out/repro
+	$(BIN)/python benchmarks/repro.py --data $(DEMO_DATA) --out out/repro
 	@mkdir -p docs && cp out/repro/loss.png docs/repro-loss.png
+
+train: install-dev ## train MobileNet on DATA (default: the demo shards, a few minutes on CPU)
+	@if [ "$(DATA)" = "$(DEMO_OUT)" ]; then \
+	  [ -f $(DEMO_OUT)/dataset.json ] || $(MAKE) demo; \
+	  [ "$(MODEL_DIR)" != out/train ] || rm -rf out/train; \
+	fi
+	$(BIN)/imgshard-train --data $(DATA) --model-dir $(MODEL_DIR) --model $(MODEL) \
+	  --epochs $(EPOCHS) --image-size $(IMAGE_SIZE) --alpha $(ALPHA) --batch-size $(BATCH_SIZE) \
+	  --lr $(LR) --warmup-epochs $(WARMUP_EPOCHS) $(TRAIN_ARGS)
+
+bench-input: install-dev ## input pipeline images/s vs a bare read+decode loop (benchmarks/RESULTS-input.md)
+	$(BIN)/python benchmarks/input_pipeline.py
 
 test: install-dev ## run the test suite (hermetic; no network)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

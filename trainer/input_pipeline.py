@@ -6,6 +6,7 @@ Order of operations (each matters for mixing or throughput):
             -> repeat (after the file shuffle, so an epoch boundary never drains the buffer)
             -> interleave TFRecordDatasets (cycle_length files at once, one record each)
             -> shuffle serialized records (cheap: before decoding)
+            -> parse + decode + augment in parallel (uint8 out) -> batch -> prefetch
 No Beam import here: the trainer must not pay for it.
 """
 
@@ -16,7 +17,17 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 
-__all__ = ["ReaderSettings", "dataset_files", "record_dataset", "sequential_record_dataset"]
+from imgshard.trainer.preprocessing import eval_image, train_image
+
+__all__ = [
+    "InputSettings",
+    "ReaderSettings",
+    "dataset_files",
+    "image_dataset",
+    "parse_record",
+    "record_dataset",
+    "sequential_record_dataset",
+]
 
 
 @dataclass(frozen=True)
@@ -89,3 +100,88 @@ def sequential_record_dataset(
     if repeat:
         names = names.repeat()
     return tf.data.TFRecordDataset(names).shuffle(shuffle_buffer, seed=seed)
+
+
+@dataclass(frozen=True)
+class InputSettings:
+    """Attributes:
+    image_size: model input side, in pixels.
+    batch_size: examples per batch of this input pipeline (per replica under a strategy).
+    num_classes: labels are one-hot encoded to this many classes.
+    label_offset: subtracted from image/class/label (dataset.json's labels.offset).
+    reader: file and record mixing.
+    threads: tf.data private thread pool size (0: tf.data's default).
+    """
+
+    image_size: int = 224
+    batch_size: int = 256
+    num_classes: int = 1000
+    label_offset: int = 0
+    reader: ReaderSettings = ReaderSettings()
+    threads: int = 0
+
+
+_FEATURES = {
+    "image/encoded": tf.io.FixedLenFeature([], tf.string),
+    "image/class/label": tf.io.FixedLenFeature([], tf.int64),
+}
+
+
+def parse_record(record: tf.Tensor, label_offset: int = 0) -> tuple[tf.Tensor, tf.Tensor]:
+    """(encoded image bytes, 0-based int32 label) of one serialized Example."""
+    features = tf.io.parse_single_example(record, _FEATURES)
+    return features["image/encoded"], tf.cast(
+        features["image/class/label"] - label_offset, tf.int32
+    )
+
+
+def image_dataset(
+    files: list[str],
+    settings: InputSettings,
+    training: bool,
+    input_context: tf.distribute.InputContext | None = None,
+) -> tf.data.Dataset:
+    """Batches of (uint8 images [B, S, S, 3], one-hot float32 labels [B, C]).
+
+    Training repeats forever with random crops and flips; evaluation reads each record once,
+    in file order, with a center crop, and keeps the last partial batch.
+    """
+    classes = settings.num_classes
+    if training:
+        records = record_dataset(files, settings.reader, input_context, repeat=True)
+        seeds = tf.data.Dataset.random(seed=settings.reader.seed).batch(2)
+        examples = tf.data.Dataset.zip((records, seeds)).map(
+            lambda record, seed: _train_example(record, seed, settings),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=False,
+        )
+    else:
+        names = tf.data.Dataset.from_tensor_slices(files)
+        if input_context is not None and input_context.num_input_pipelines > 1:
+            names = names.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+        examples = tf.data.TFRecordDataset(
+            names,
+            buffer_size=settings.reader.read_buffer_bytes,
+            num_parallel_reads=tf.data.AUTOTUNE,
+        ).map(lambda record: _eval_example(record, settings), num_parallel_calls=tf.data.AUTOTUNE)
+    batches = examples.batch(
+        settings.batch_size, drop_remainder=training, num_parallel_calls=tf.data.AUTOTUNE
+    )
+    batches = batches.map(lambda images, labels: (images, tf.one_hot(labels, classes)))
+    options = tf.data.Options()
+    options.autotune.enabled = True
+    options.experimental_optimization.map_parallelization = True
+    options.deterministic = not training
+    if settings.threads:
+        options.threading.private_threadpool_size = settings.threads
+    return batches.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def _train_example(record, seed, settings: InputSettings):
+    encoded, label = parse_record(record, settings.label_offset)
+    return train_image(encoded, settings.image_size, seed), label
+
+
+def _eval_example(record, settings: InputSettings):
+    encoded, label = parse_record(record, settings.label_offset)
+    return eval_image(encoded, settings.image_size), label

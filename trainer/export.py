@@ -1,0 +1,47 @@
+"""Export: a SavedModel that takes raw encoded images and returns class probabilities.
+
+Serving applies `eval_image`, the very function evaluation uses, so a client sends the bytes
+of a JPEG (or PNG) and gets exactly the predictions evaluation measured.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from imgshard.trainer.preprocessing import eval_image
+
+__all__ = ["ServingModule", "export_serving_model"]
+
+
+class ServingModule(tf.Module):
+    def __init__(self, model: keras.Model, image_size: int, class_names: list[str]):
+        super().__init__()
+        self.model = model
+        self.image_size = image_size
+        self.class_names = tf.constant(class_names)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
+    def serve(self, image_bytes):
+        size = self.image_size
+        images = tf.map_fn(
+            lambda encoded: eval_image(encoded, size),
+            image_bytes,
+            fn_output_signature=tf.TensorSpec([size, size, 3], tf.uint8),
+        )
+        logits = self.model(images, training=False)
+        probabilities = tf.nn.softmax(tf.cast(logits, tf.float32))
+        top = tf.argmax(probabilities, axis=-1)
+        return {
+            "probabilities": probabilities,
+            "class_id": top,
+            "class_name": tf.gather(self.class_names, top),
+        }
+
+
+def export_serving_model(
+    model: keras.Model, image_size: int, class_names: list[str], path: str
+) -> str:
+    module = ServingModule(model, image_size, class_names)
+    tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
+    return path

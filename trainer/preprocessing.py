@@ -1,0 +1,85 @@
+"""Image preprocessing for training and evaluation, on encoded bytes; uint8 out.
+
+Training takes the fused path: read the JPEG header (`extract_jpeg_shape`), pick a random
+crop (`sample_distorted_bounding_box`: 8-100% of the area, aspect 3/4-4/3) and decode only
+that window (`decode_and_crop_jpeg`), so most of the image is never decoded. Other formats
+(PNG) decode in full and crop the same way. Evaluation takes a center crop of 87.5% of the
+shorter side, as the ImageNet reference readers do. Images stay uint8 until the model's
+first layer normalizes them (on the accelerator, and 4x less data to move).
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+__all__ = ["EVAL_CROP_FRACTION", "eval_image", "train_image"]
+
+EVAL_CROP_FRACTION = 0.875
+AREA_RANGE = (0.08, 1.0)
+ASPECT_RANGE = (3 / 4, 4 / 3)
+
+
+def _resize_uint8(image: tf.Tensor, size: int) -> tf.Tensor:
+    """Bilinear resize; antialiased only when shrinking more than 2x.
+
+    Antialiasing costs 3x the resize (benchmarks/RESULTS-input.md) and only matters for large
+    reductions: crops of 256-px shards are at most ~1.5x the 224-px output, while a photo sent
+    to the serving model may be 20x it. One rule for training, evaluation and serving.
+    """
+    shrink = tf.reduce_max(tf.shape(image)[:2]) > 2 * size
+    resized = tf.cond(
+        shrink,
+        lambda: tf.image.resize(image, (size, size), method="bilinear", antialias=True),
+        lambda: tf.image.resize(image, (size, size), method="bilinear"),
+    )
+    return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
+
+
+def _decode_full(encoded: tf.Tensor) -> tf.Tensor:
+    image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+    image.set_shape([None, None, 3])
+    return image
+
+
+def _crop(encoded: tf.Tensor, window: tf.Tensor) -> tf.Tensor:
+    """Decodes [offset_y, offset_x, height, width] of the image, JPEG or not."""
+    return tf.cond(
+        tf.io.is_jpeg(encoded),
+        lambda: tf.image.decode_and_crop_jpeg(encoded, window, channels=3),
+        lambda: tf.image.crop_to_bounding_box(_decode_full(encoded), *tf.unstack(window)),
+    )
+
+
+def _shape(encoded: tf.Tensor) -> tf.Tensor:
+    return tf.cond(
+        tf.io.is_jpeg(encoded),
+        lambda: tf.image.extract_jpeg_shape(encoded)[:2],
+        lambda: tf.shape(_decode_full(encoded))[:2],
+    )
+
+
+def train_image(encoded: tf.Tensor, size: int, seed: tuple[int, int] | tf.Tensor) -> tf.Tensor:
+    """A random-area, random-aspect crop resized to size x size, randomly flipped (uint8)."""
+    shape = _shape(encoded)
+    begin, crop_size, _ = tf.image.stateless_sample_distorted_bounding_box(
+        tf.concat([shape, [3]], axis=0),
+        bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]),
+        seed=seed,
+        min_object_covered=0.1,
+        aspect_ratio_range=ASPECT_RANGE,
+        area_range=AREA_RANGE,
+        max_attempts=10,
+        use_image_if_no_bounding_boxes=True,
+    )
+    window = tf.stack([begin[0], begin[1], crop_size[0], crop_size[1]])
+    image = _resize_uint8(_crop(encoded, window), size)
+    return tf.image.stateless_random_flip_left_right(image, seed=seed)
+
+
+def eval_image(encoded: tf.Tensor, size: int) -> tf.Tensor:
+    """The center 87.5% square of the shorter side, resized to size x size (uint8)."""
+    shape = _shape(encoded)
+    side = tf.cast(tf.cast(tf.reduce_min(shape), tf.float32) * EVAL_CROP_FRACTION, tf.int32)
+    side = tf.maximum(side, 1)
+    window = tf.stack([(shape[0] - side) // 2, (shape[1] - side) // 2, side, side])
+    return _resize_uint8(_crop(encoded, window), size)

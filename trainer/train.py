@@ -1,0 +1,364 @@
+"""`imgshard-train`: train an image classifier on imgshard's shards (`make train`).
+
+    imgshard-train --data out/imagenet --model-dir runs/mobilenet --epochs 90
+
+Runs on whatever is there: one GPU, all GPUs of the machine (MirroredStrategy), several
+machines (MultiWorkerMirroredStrategy, from TF_CONFIG), or the CPU. Checkpoints every
+--checkpoint-every steps and resumes from them automatically when restarted with the same
+--model-dir. No Beam import: the trainer does not pay for the conversion job.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from dataclasses import asdict, dataclass
+
+__all__ = ["TrainConfig", "main", "run"]
+
+_LOG = logging.getLogger("imgshard.train")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Attributes: see `imgshard-train --help`; every flag maps to one field."""
+
+    data: str
+    model_dir: str = "out/train"
+    val_data: str | None = None
+    model: str = "mobilenet"
+    alpha: float = 1.0
+    image_size: int = 224
+    epochs: int = 90
+    steps_per_epoch: int = 0
+    batch_size: int = 256
+    lr: float = 0.1
+    lr_scaling: str = "linear"
+    warmup_epochs: float = 5.0
+    decay: str = "cosine"
+    decay_epochs: tuple[float, ...] = (30.0, 60.0, 80.0)
+    decay_factor: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 4e-5
+    label_smoothing: float = 0.1
+    precision: str = "auto"
+    jit_compile: str = "auto"
+    checkpoint_every: int = 1000
+    log_every: int = 100
+    cycle_length: int = 16
+    shuffle_buffer: int = 10_000
+    read_buffer_mb: int = 8
+    threads: int = 0
+    seed: int = 0
+    cpu_replicas: int = 0
+    export: bool = True
+
+    def __post_init__(self):
+        for name in ("image_size", "epochs", "batch_size", "checkpoint_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(
+                    f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}"
+                )
+        if self.image_size < 32:
+            raise ValueError(
+                f"--image-size must be >= 32 (the models' minimum), got {self.image_size}"
+            )
+        if self.precision not in ("auto", "float32", "mixed_float16", "mixed_bfloat16"):
+            raise ValueError(
+                f"--precision: auto, float32, mixed_float16 or mixed_bfloat16, "
+                f"got {self.precision!r}"
+            )
+        if self.jit_compile not in ("auto", "on", "off"):
+            raise ValueError(f"--jit-compile: auto, on or off, got {self.jit_compile!r}")
+
+
+def _parse(argv: list[str] | None) -> TrainConfig:
+    p = argparse.ArgumentParser(prog="imgshard-train", description=__doc__.split("\n")[0])
+    d = TrainConfig(data="")
+    p.add_argument("--data", required=True, help="shard folder with dataset.json, or a glob")
+    p.add_argument("--model-dir", default=d.model_dir, help="checkpoints, logs, export")
+    p.add_argument(
+        "--val-data",
+        default=None,
+        help="validation shards (default: validation-* beside the training shards)",
+    )
+    p.add_argument("--model", default=d.model, choices=("mobilenet", "resnet50"))
+    p.add_argument("--alpha", type=float, default=d.alpha, help="MobileNet width multiplier")
+    p.add_argument("--image-size", type=int, default=d.image_size)
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument(
+        "--steps-per-epoch", type=int, default=0, help="default: training records / global batch"
+    )
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="per replica")
+    p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate for a batch of 256")
+    p.add_argument(
+        "--lr-scaling",
+        default=d.lr_scaling,
+        choices=("linear", "none"),
+        help="linear: lr x global batch / 256",
+    )
+    p.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs)
+    p.add_argument("--decay", default=d.decay, choices=("step", "cosine"))
+    p.add_argument("--decay-epochs", default="30,60,80", help="step decay boundaries (epochs)")
+    p.add_argument("--decay-factor", type=float, default=d.decay_factor)
+    p.add_argument("--momentum", type=float, default=d.momentum)
+    p.add_argument("--nesterov", action="store_true")
+    p.add_argument(
+        "--weight-decay",
+        type=float,
+        default=d.weight_decay,
+        help="decoupled weight decay (SGD's weight_decay)",
+    )
+    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
+    p.add_argument(
+        "--precision",
+        default=d.precision,
+        help="auto (mixed_float16 on GPUs, mixed_bfloat16 on Hopper, float32 on CPU), "
+        "float32, mixed_float16, mixed_bfloat16",
+    )
+    p.add_argument("--jit-compile", default=d.jit_compile, help="XLA: auto (on GPUs), on, off")
+    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="steps")
+    p.add_argument("--log-every", type=int, default=d.log_every, help="steps")
+    p.add_argument("--cycle-length", type=int, default=d.cycle_length, help="files interleaved")
+    p.add_argument("--shuffle-buffer", type=int, default=d.shuffle_buffer, help="records")
+    p.add_argument("--read-buffer-mb", type=int, default=d.read_buffer_mb, help="per open file")
+    p.add_argument("--threads", type=int, default=0, help="tf.data threads (0: default)")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument(
+        "--cpu-replicas",
+        type=int,
+        default=0,
+        help="split the CPU into N replicas under MirroredStrategy (testing aid)",
+    )
+    p.add_argument("--no-export", dest="export", action="store_false")
+    args = vars(p.parse_args(argv))
+    args["decay_epochs"] = tuple(float(x) for x in args["decay_epochs"].split(",") if x)
+    return TrainConfig(**args)
+
+
+def _strategy(config: TrainConfig):
+    import tensorflow as tf
+
+    if "TF_CONFIG" in os.environ:
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if config.cpu_replicas > 1:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * config.cpu_replicas
+        )
+        return tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(config.cpu_replicas)])
+    gpus = tf.config.list_physical_devices("GPU")
+    if len(gpus) > 1:
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def _precision(config: TrainConfig) -> str:
+    import tensorflow as tf
+
+    if config.precision != "auto":
+        return config.precision
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return "float32"
+    major = tf.config.experimental.get_device_details(gpus[0]).get("compute_capability", (0, 0))[0]
+    return "mixed_bfloat16" if major >= 9 else "mixed_float16" if major >= 7 else "float32"
+
+
+def _dataset_info(data: str) -> dict:
+    """Record count, classes and label offset from dataset.json (local or gs://)."""
+    import tensorflow as tf
+
+    meta_path = data.rstrip("/") + "/dataset.json"
+    if not tf.io.gfile.exists(meta_path):
+        raise ValueError(
+            f"{meta_path} not found: train needs imgshard's dataset.json for the "
+            "record count and classes"
+        )
+    with tf.io.gfile.GFile(meta_path, "rb") as f:
+        meta = json.loads(f.read())
+    labels = meta["labels"]
+    return {
+        "records": meta["num_records"],
+        "num_classes": labels["num_classes"],
+        "label_offset": labels["offset"],
+        "names": labels.get("names", []),
+    }
+
+
+def _validation_files(config: TrainConfig) -> list[str]:
+    import tensorflow as tf
+
+    from imgshard.trainer.input_pipeline import dataset_files
+
+    if config.val_data:
+        return dataset_files(config.val_data)
+    return sorted(tf.io.gfile.glob(config.data.rstrip("/") + "/validation-*-of-*.tfrecord"))
+
+
+def run(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
+    """Trains; returns the Keras model, the final metrics, the steps done and the export path."""
+    config = _parse(argv)
+    import keras
+    import tensorflow as tf
+
+    from imgshard.trainer.checkpoint import Checkpointer, StopAtStep, restore
+    from imgshard.trainer.export import export_serving_model
+    from imgshard.trainer.input_pipeline import (
+        InputSettings,
+        ReaderSettings,
+        dataset_files,
+        image_dataset,
+    )
+    from imgshard.trainer.model import build_model
+    from imgshard.trainer.monitor import DistinctLabels, ThroughputLogger
+    from imgshard.trainer.schedule import WarmupSchedule, scaled_learning_rate
+
+    keras.utils.set_random_seed(config.seed)
+    strategy = _strategy(config)
+    precision = _precision(config)
+    keras.mixed_precision.set_global_policy(precision)
+    gpus = tf.config.list_physical_devices("GPU")
+    jit = {"auto": bool(gpus), "on": True, "off": False}[config.jit_compile]
+
+    info = _dataset_info(config.data)
+    files = dataset_files(config.data)
+    replicas = strategy.num_replicas_in_sync
+    global_batch = config.batch_size * replicas
+    steps_per_epoch = config.steps_per_epoch or max(1, info["records"] // global_batch)
+    total_steps = steps_per_epoch * config.epochs
+    peak = scaled_learning_rate(config.lr, global_batch, config.lr_scaling)
+    schedule = WarmupSchedule(
+        peak,
+        total_steps,
+        warmup_steps=int(config.warmup_epochs * steps_per_epoch),
+        decay=config.decay,
+        boundaries=tuple(int(e * steps_per_epoch) for e in config.decay_epochs),
+        factor=config.decay_factor,
+    )
+    _LOG.info(
+        "%s on %d replica(s) (%s), %s, XLA %s; global batch %d, %d steps/epoch, peak lr %.4g",
+        config.model,
+        replicas,
+        type(strategy).__name__,
+        precision,
+        "on" if jit else "off",
+        global_batch,
+        steps_per_epoch,
+        peak,
+    )
+
+    settings = InputSettings(
+        image_size=config.image_size,
+        batch_size=config.batch_size,
+        num_classes=info["num_classes"],
+        label_offset=info["label_offset"],
+        reader=ReaderSettings(
+            config.cycle_length, config.shuffle_buffer, config.read_buffer_mb * 2**20, config.seed
+        ),
+        threads=config.threads,
+    )
+    train_data = strategy.distribute_datasets_from_function(
+        lambda ctx: image_dataset(files, settings, training=True, input_context=ctx)
+    )
+    val_files = _validation_files(config)
+    val_data = None
+    if val_files:
+        val_data = image_dataset(val_files, settings, training=False)
+
+    with strategy.scope():
+        model = build_model(config.model, info["num_classes"], config.image_size, config.alpha)
+        model.compile(
+            optimizer=keras.optimizers.SGD(
+                schedule,
+                momentum=config.momentum,
+                nesterov=config.nesterov,
+                weight_decay=config.weight_decay or None,
+            ),
+            loss=keras.losses.CategoricalCrossentropy(
+                from_logits=True, label_smoothing=config.label_smoothing
+            ),
+            metrics=[keras.metrics.CategoricalAccuracy(name="accuracy"), DistinctLabels()],
+            jit_compile=jit,
+        )
+
+    checkpoints = os.path.join(config.model_dir, "checkpoint")
+    start = restore(model, checkpoints)
+    if start >= total_steps:
+        raise ValueError(
+            f"{config.model_dir} holds a finished run ({start} of {total_steps} "
+            "steps); choose another --model-dir to train again"
+        )
+    if start:
+        _LOG.info("resumed from the checkpoint at step %d of %d", start, total_steps)
+    else:
+        _LOG.info("training from step 0 of %d", total_steps)
+    log_dir = os.path.join(config.model_dir, "logs")
+    throughput = ThroughputLogger(log_dir, global_batch, every=config.log_every)
+    history = model.fit(
+        train_data,
+        epochs=config.epochs,
+        initial_epoch=start // steps_per_epoch,
+        steps_per_epoch=steps_per_epoch,
+        validation_data=val_data,
+        shuffle=False,  # the input pipeline shuffles files and records itself
+        verbose=2,
+        callbacks=[
+            Checkpointer(checkpoints, config.checkpoint_every),
+            StopAtStep(total_steps),
+            keras.callbacks.TensorBoard(log_dir, update_freq=config.log_every),
+            throughput,
+            *(callbacks or []),
+        ],
+    )
+    result = {
+        "model": model,
+        "steps": int(model.optimizer.iterations.numpy()),
+        "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
+        "images_per_second": throughput.images_per_second,
+        "config": asdict(config),
+    }
+    if config.export and (
+        not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+        or strategy.cluster_resolver.task_id == 0
+    ):
+        names = info["names"] or [str(i) for i in range(info["num_classes"])]
+        result["export"] = export_serving_model(
+            model, config.image_size, names, os.path.join(config.model_dir, "export")
+        )
+    with open(os.path.join(config.model_dir, "result.json"), "w") as f:
+        json.dump({k: v for k, v in result.items() if k != "model"}, f, indent=1)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(
+        level=logging.WARNING,
+        stream=sys.stderr,
+        format="%(levelname).1s %(asctime)s train] %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    _LOG.setLevel(logging.INFO)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        result = run(argv)
+    except ValueError as e:
+        print(f"imgshard-train: error: {e}", file=sys.stderr)
+        return 2
+    history = result["history"]
+    print(
+        f"imgshard-train: {result['steps']} steps; final loss {history['loss'][-1]:.4f}, "
+        f"accuracy {history['accuracy'][-1]:.3f}, distinct labels per batch "
+        f"{history['distinct_labels'][-1]:.1f}, {result['images_per_second']:.0f} images/s"
+    )
+    if "export" in result:
+        print(f"  serving model (raw image bytes in): {result['export']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
