@@ -37,12 +37,14 @@ class ReaderSettings:
     shuffle_buffer: serialized records held by the record shuffle.
     read_buffer_bytes: read-ahead buffer per open file.
     seed: seeds the file and record shuffles (None: a fresh order each run).
+    deterministic: keep element order fixed in parallel stages (reproducible, a bit slower).
     """
 
     cycle_length: int = 16
     shuffle_buffer: int = 10_000
     read_buffer_bytes: int = 8 * 2**20
     seed: int | None = 0
+    deterministic: bool = False
 
     def __post_init__(self):
         if self.cycle_length < 1:
@@ -69,9 +71,14 @@ def record_dataset(
     settings: ReaderSettings = ReaderSettings(),
     input_context: tf.distribute.InputContext | None = None,
     repeat: bool = False,
-    deterministic: bool = False,
+    deterministic: bool | None = None,
 ) -> tf.data.Dataset:
-    """Serialized records, mixed across files; see the module docstring for the order."""
+    """Serialized records, mixed across files; see the module docstring for the order.
+
+    `deterministic` overrides `settings.deterministic` (the audit replays a fixed order).
+    """
+    if deterministic is None:
+        deterministic = settings.deterministic
     dataset = tf.data.Dataset.from_tensor_slices(files)
     if input_context is not None and input_context.num_input_pipelines > 1:
         dataset = dataset.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
@@ -153,7 +160,7 @@ def image_dataset(
         examples = tf.data.Dataset.zip((records, seeds)).map(
             lambda record, seed: _train_example(record, seed, settings),
             num_parallel_calls=tf.data.AUTOTUNE,
-            deterministic=False,
+            deterministic=settings.reader.deterministic,
         )
     else:
         names = tf.data.Dataset.from_tensor_slices(files)
@@ -171,7 +178,7 @@ def image_dataset(
     options = tf.data.Options()
     options.autotune.enabled = True
     options.experimental_optimization.map_parallelization = True
-    options.deterministic = not training
+    options.deterministic = settings.reader.deterministic or not training
     if settings.threads:
         options.threading.private_threadpool_size = settings.threads
     return batches.with_options(options).prefetch(tf.data.AUTOTUNE)

@@ -54,6 +54,7 @@ class TrainConfig:
     read_buffer_mb: int = 8
     threads: int = 0
     seed: int = 0
+    deterministic: bool = False
     cpu_replicas: int = 0
     export: bool = True
 
@@ -129,6 +130,11 @@ def _parse(argv: list[str] | None) -> TrainConfig:
     p.add_argument("--threads", type=int, default=0, help="tf.data threads (0: default)")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="reproducible runs: deterministic ops and input order (slower)",
+    )
+    p.add_argument(
         "--cpu-replicas",
         type=int,
         default=0,
@@ -190,14 +196,17 @@ def _dataset_info(data: str) -> dict:
     }
 
 
-def _validation_files(config: TrainConfig) -> list[str]:
+def _validation(config: TrainConfig) -> tuple[list[str], int | None]:
+    """Validation shards and, when their dataset.json tells, their record count."""
     import tensorflow as tf
 
     from imgshard.trainer.input_pipeline import dataset_files
 
     if config.val_data:
-        return dataset_files(config.val_data)
-    return sorted(tf.io.gfile.glob(config.data.rstrip("/") + "/validation-*-of-*.tfrecord"))
+        files = dataset_files(config.val_data)
+        has_meta = tf.io.gfile.exists(config.val_data.rstrip("/") + "/dataset.json")
+        return files, _dataset_info(config.val_data)["records"] if has_meta else None
+    return sorted(tf.io.gfile.glob(config.data.rstrip("/") + "/validation-*-of-*.tfrecord")), None
 
 
 def run(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
@@ -219,6 +228,8 @@ def run(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
     from imgshard.trainer.schedule import WarmupSchedule, scaled_learning_rate
 
     keras.utils.set_random_seed(config.seed)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
     strategy = _strategy(config)
     precision = _precision(config)
     keras.mixed_precision.set_global_policy(precision)
@@ -265,10 +276,10 @@ def run(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
     train_data = strategy.distribute_datasets_from_function(
         lambda ctx: image_dataset(files, settings, training=True, input_context=ctx)
     )
-    val_files = _validation_files(config)
-    val_data = None
-    if val_files:
-        val_data = image_dataset(val_files, settings, training=False)
+    val_files, val_records = _validation(config)
+    val_data = image_dataset(val_files, settings, training=False) if val_files else None
+    # one exact pass; unknown, Keras reads to the end and warns that the input "ran out"
+    val_steps = -(-val_records // config.batch_size) if val_records else None
 
     with strategy.scope():
         model = build_model(config.model, info["num_classes"], config.image_size, config.alpha)
@@ -305,6 +316,7 @@ def run(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
         initial_epoch=start // steps_per_epoch,
         steps_per_epoch=steps_per_epoch,
         validation_data=val_data,
+        validation_steps=val_steps,
         shuffle=False,  # the input pipeline shuffles files and records itself
         verbose=2,
         callbacks=[
