@@ -54,6 +54,12 @@ def _convert(argv: list[str]) -> int:
     except ValueError as e:
         print(f"imgshard convert: error: {e}", file=sys.stderr)
         return 2
+    if result.job is not None:
+        print(
+            f"imgshard convert: dry run: the job graph and options were validated in "
+            f"{result.seconds:.1f} s; nothing was submitted or written"
+        )
+        return 0
     print(format_summary(result.output, result.metadata, result.seconds, result.counters))
     return 0
 

@@ -18,7 +18,12 @@ from dataclasses import dataclass
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import (
+    DirectOptions,
+    PipelineOptions,
+    StandardOptions,
+    TestOptions,
+)
 
 from imgshard.pipeline.graph import build_graph
 from imgshard.pipeline.options import ConvertConfig, add_convert_arguments, config_from_args
@@ -44,10 +49,19 @@ class ConversionError(Exception):
 
 @dataclass
 class ConvertResult:
+    """Attributes:
+    output: the output folder.
+    metadata: dataset.json as written ({} for a dry run, which writes nothing).
+    seconds: wall time of the run.
+    counters: Beam counters of the imgshard namespace, where the runner reports them.
+    job: the runner's job description, for a Dataflow dry run (`--dry_run=True`).
+    """
+
     output: str
     metadata: dict
     seconds: float
     counters: dict[str, int]
+    job: object = None
 
 
 def version() -> str:
@@ -101,8 +115,46 @@ def _load_labels(path: str | None) -> list[str] | None:
     return names
 
 
+# Runners whose workers share this machine's disk.
+_LOCAL_RUNNERS = (
+    "FnApiRunner",
+    "DirectRunner",
+    "BundleBasedDirectRunner",
+    "SwitchingDirectRunner",
+    "PrismRunner",
+)
+
+
+def _check_paths_reach_workers(config: ConvertConfig, options: PipelineOptions) -> None:
+    """Dataflow workers never see this disk: refuse local paths. Portable runners (Flink) may
+    run workers here or elsewhere: warn."""
+    runner = str(options.view_as(StandardOptions).runner or "").rsplit(".", 1)[-1]
+    loopback = options.get_all_options().get("environment_type") == "LOOPBACK"
+    local = [
+        f"--{name.replace('_', '-')} {value}"
+        for name, value in (
+            ("input", config.input),
+            ("image_root", config.image_root),
+            ("output", config.output),
+        )
+        if "://" not in value
+    ]
+    if not local or runner in _LOCAL_RUNNERS or loopback:
+        return
+    message = f"the {runner} workers may not see this machine's disk: {', '.join(local)}"
+    if runner == "DataflowRunner":
+        raise ConversionError(f"{message}; put the list, the images and the output on gs://")
+    _LOG.warning("%s; fine for workers on this machine, otherwise use gs://", message)
+
+
 def _preflight(config: ConvertConfig) -> list[str] | None:
-    if not FileSystems.exists(config.input):
+    if config.input_kind == "folder":  # on GCS a folder is a prefix, not an object
+        pattern = FileSystems.join(config.input, "*", "*")
+        if not FileSystems.match([pattern], limits=[1])[0].metadata_list:
+            raise ConversionError(
+                f"--input {config.input} holds no images in class folders ({pattern})"
+            )
+    elif not FileSystems.exists(config.input):
         raise ConversionError(f"--input {config.input} does not exist")
     _check_output(config)
     return _load_labels(config.labels_file)
@@ -143,8 +195,10 @@ def run(argv: list[str] | None = None) -> ConvertResult:
     add_convert_arguments(parser)
     args, beam_args = parser.parse_known_args(argv)
     config = config_from_args(args)
-    given_labels = _preflight(config)
     options = pipeline_options(beam_args)
+    _check_paths_reach_workers(config, options)
+    given_labels = _preflight(config)
+    dry_run = options.view_as(TestOptions).dry_run
 
     if config.shuffle == "none":
         _LOG.warning(
@@ -156,7 +210,12 @@ def run(argv: list[str] | None = None) -> ConvertResult:
     started = time.time()
     pipeline = beam.Pipeline(options=options)
     build_graph(pipeline, config, given_labels, version())
-    with ShardProgress(config.output, config.split):
+    if dry_run:  # Dataflow validates the graph and options, submits nothing, writes nothing
+        result = pipeline.run()
+        return ConvertResult(config.output, {}, time.time() - started, {}, result.job)
+    runner = str(options.view_as(StandardOptions).runner).rsplit(".", 1)[-1]
+    poll_seconds = 2.0 if runner in _LOCAL_RUNNERS else 30.0  # listing gs:// costs requests
+    with ShardProgress(config.output, config.split, interval=poll_seconds):
         result = pipeline.run()
         result.wait_until_finish()
     seconds = time.time() - started

@@ -4,7 +4,7 @@ ReadIndex        list / CSV / folder tree  -> IndexEntry(line, path, label)   (+
 BuildVocabulary  distinct labels           -> Vocabulary                       (side input)
 ChooseShardCount count of entries          -> N                                (side input)
 AssignShard      -> (shard, (key, line, path, label_id))  key = hash(seed, path)
-GroupByShard     only these ~60-byte index entries cross the shuffle
+GroupByShard     only these ~55-byte index entries cross the shuffle
 WriteShard       per shard: read + decode + resize + encode in key order, one atomic file
 Finalize         dataset.json, labels.txt, {split}-rejected.jsonl
 """

@@ -35,11 +35,10 @@ def read_bytes(path: str) -> bytes:
         raise ReadFailed(records.MISSING_FILE, "no such file") from None
     except IsADirectoryError:
         raise ReadFailed(records.READ_ERROR, "is a directory, not a file") from None
-    except Exception as e:  # remote filesystems wrap "not found" in their own errors
-        text = str(e)
-        if "404" in text or "Not Found" in text or "not found" in text:
+    except Exception as e:  # GCS raises google.api_core's NotFound (HTTP 404)
+        if type(e).__name__ == "NotFound" or getattr(e, "code", None) == 404:
             raise ReadFailed(records.MISSING_FILE, "no such object") from None
-        raise ReadFailed(records.READ_ERROR, f"{type(e).__name__}: {text[:300]}") from None
+        raise ReadFailed(records.READ_ERROR, f"{type(e).__name__}: {str(e)[:300]}") from None
 
 
 def read_ahead(
