@@ -12,10 +12,12 @@ Finalize         dataset.json, labels.txt, {split}-rejected.jsonl
 from __future__ import annotations
 
 import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.pvalue import AsList, AsSingleton, TaggedOutput
 
 from imgshard.pipeline.options import ConvertConfig
 from imgshard.transforms import metadata, records
+from imgshard.transforms.analysis import TRANSFORM_DIR
 from imgshard.transforms.index import read_index
 from imgshard.transforms.labels import DistinctLabels, Vocabulary, build_vocabulary
 from imgshard.transforms.records import IndexEntry, Rejection, SourceInfo
@@ -31,6 +33,7 @@ from imgshard.transforms.sharding import (
 __all__ = ["build_graph"]
 
 REJECTED = "rejected"
+_TFT_TEMP = ".tft-tmp"
 
 
 class ReadIndexFn(beam.DoFn):
@@ -114,7 +117,7 @@ class Finalize(beam.DoFn):
         self._config = config
         self._version = version
 
-    def process(self, _, num_shards, shards, rejections, source, vocabulary):
+    def process(self, _, num_shards, shards, rejections, source, vocabulary, analyzed=()):
         meta = metadata.build_metadata(
             split=self._config.split,
             num_shards=num_shards,
@@ -125,6 +128,9 @@ class Finalize(beam.DoFn):
             settings=self._config.to_json_dict(),
             version=self._version,
         )
+        if self._config.analyze:
+            meta["transform_fn"] = TRANSFORM_DIR
+            metadata.remove_tree(FileSystems.join(self._config.output, _TFT_TEMP))
         metadata.write_outputs(self._config.output, meta, rejections, vocabulary)
         metadata.remove_stale_files(
             self._config.output, self._config.split, [s["name"] for s in meta["shards"]]
@@ -202,14 +208,32 @@ def build_graph(
                     config.image_root,
                     config.image,
                     config.label_offset,
+                    summaries=config.analyze,
                 )
             ),
             num_shards=AsSingleton(num_shards),
             vocabulary=AsSingleton(vocabulary),
-        ).with_outputs(WriteShard.REJECTED, main="shards")
+        ).with_outputs(WriteShard.REJECTED, WriteShard.SUMMARIES, main="shards")
     )
     rejected.append(written[WriteShard.REJECTED])
     all_rejected = rejected | "CollectRejected" >> beam.Flatten()
+
+    analyzed = {}
+    if config.analyze:
+        from imgshard.transforms.analysis import AnalyzeImages, class_summaries
+
+        class_rows = vocabulary | "ClassSummaries" >> beam.FlatMap(
+            lambda v: class_summaries(v.names)
+        )
+        done = (
+            (written[WriteShard.SUMMARIES], class_rows)
+            | "WithClassSummaries" >> beam.Flatten()
+            | "AnalyzeImages"
+            >> AnalyzeImages(
+                config.output, config.analyze_image_size, FileSystems.join(config.output, _TFT_TEMP)
+            )
+        )
+        analyzed = {"analyzed": AsList(done)}  # dataset.json waits for the transform_fn
 
     _ = (
         p
@@ -222,5 +246,6 @@ def build_graph(
             rejections=AsList(all_rejected),
             source=source,
             vocabulary=AsSingleton(vocabulary),
+            **analyzed,
         )
     )

@@ -39,6 +39,8 @@ class ConvertConfig:
       path_column, label_column: CSV column names (default: detected from the header).
       max_reject_fraction: fail the run (after writing everything) above this share of rejects.
       overwrite: replace an existing output of this split.
+      analyze: compute dataset statistics with tf.Transform and write {output}/transform_fn.
+      analyze_image_size: the model input size baked into the transform_fn's preprocessing.
     """
 
     input: str
@@ -57,6 +59,8 @@ class ConvertConfig:
     label_column: str | None = None
     max_reject_fraction: float = 0.001
     overwrite: bool = False
+    analyze: bool = False
+    analyze_image_size: int = 224
 
     def __post_init__(self):
         if not self.input:
@@ -84,6 +88,8 @@ class ConvertConfig:
             )
         if self.label_offset < 0:
             raise ValueError(f"--label-offset must be >= 0, got {self.label_offset}")
+        if self.analyze_image_size < 1:
+            raise ValueError(f"--analyze-image-size must be >= 1, got {self.analyze_image_size}")
         if not self.split or "/" in self.split or self.split.startswith("."):
             raise ValueError(f"--split must be a plain file-name prefix, got {self.split!r}")
 
@@ -216,6 +222,19 @@ def add_convert_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--overwrite", action="store_true", help="replace an existing output of this split"
     )
+    parser.add_argument(
+        "--analyze",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="tf.Transform statistics and serving preprocessing in {output}/transform_fn "
+        "(needs imgshard[tf]; off by default: it costs seconds of TensorFlow start-up)",
+    )
+    parser.add_argument(
+        "--analyze-image-size",
+        type=int,
+        default=224,
+        help="model input size of the transform_fn preprocessing (default 224)",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> ConvertConfig:
@@ -244,4 +263,6 @@ def config_from_args(args: argparse.Namespace) -> ConvertConfig:
         label_column=args.label_column,
         max_reject_fraction=args.max_reject_fraction,
         overwrite=args.overwrite,
+        analyze=args.analyze,
+        analyze_image_size=args.analyze_image_size,
     )

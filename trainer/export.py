@@ -1,7 +1,8 @@
 """Export: a SavedModel that takes raw encoded images and returns class probabilities.
 
 Serving applies `eval_image`, the very function evaluation uses, so a client sends the bytes
-of a JPEG (or PNG) and gets exactly the predictions evaluation measured.
+of a JPEG (or PNG) and gets exactly the predictions evaluation measured. With a tf.Transform
+output, serving runs its transform graph (which applies the same `eval_image`) instead.
 """
 
 from __future__ import annotations
@@ -15,20 +16,31 @@ __all__ = ["ServingModule", "export_serving_model"]
 
 
 class ServingModule(tf.Module):
-    def __init__(self, model: keras.Model, image_size: int, class_names: list[str]):
+    def __init__(
+        self, model: keras.Model, image_size: int, class_names: list[str], transform_layer=None
+    ):
         super().__init__()
         self.model = model
         self.image_size = image_size
         self.class_names = tf.constant(class_names)
+        self.transform_layer = transform_layer
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
-    def serve(self, image_bytes):
+    def _images(self, image_bytes):
+        if self.transform_layer is not None:
+            features = self.transform_layer(
+                {"image_bytes": image_bytes, "class_name": tf.fill(tf.shape(image_bytes), "")}
+            )
+            return tf.cast(features["image_pixels"], tf.uint8)
         size = self.image_size
-        images = tf.map_fn(
+        return tf.map_fn(
             lambda encoded: eval_image(encoded, size),
             image_bytes,
             fn_output_signature=tf.TensorSpec([size, size, 3], tf.uint8),
         )
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
+    def serve(self, image_bytes):
+        images = self._images(image_bytes)
         logits = self.model(images, training=False)
         probabilities = tf.nn.softmax(tf.cast(logits, tf.float32))
         top = tf.argmax(probabilities, axis=-1)
@@ -40,8 +52,8 @@ class ServingModule(tf.Module):
 
 
 def export_serving_model(
-    model: keras.Model, image_size: int, class_names: list[str], path: str
+    model: keras.Model, image_size: int, class_names: list[str], path: str, transform_layer=None
 ) -> str:
-    module = ServingModule(model, image_size, class_names)
+    module = ServingModule(model, image_size, class_names, transform_layer)
     tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
     return path

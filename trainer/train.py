@@ -56,6 +56,7 @@ class TrainConfig:
     seed: int = 0
     deterministic: bool = False
     cpu_replicas: int = 0
+    transform_fn: str = "auto"
     export: bool = True
 
     def __post_init__(self):
@@ -140,6 +141,12 @@ def _parse(argv: list[str] | None) -> TrainConfig:
         default=0,
         help="split the CPU into N replicas under MirroredStrategy (testing aid)",
     )
+    p.add_argument(
+        "--transform-fn",
+        default="auto",
+        help="tf.Transform output of `imgshard convert --analyze`: its mean/std normalize, its "
+        "graph serves (default auto: the data's, if it has one; or a path, or none)",
+    )
     p.add_argument("--no-export", dest="export", action="store_false")
     args = vars(p.parse_args(argv))
     args["decay_epochs"] = tuple(float(x) for x in args["decay_epochs"].split(",") if x)
@@ -188,12 +195,36 @@ def _dataset_info(data: str) -> dict:
     with tf.io.gfile.GFile(meta_path, "rb") as f:
         meta = json.loads(f.read())
     labels = meta["labels"]
+    transform = meta.get("transform_fn")
     return {
         "records": meta["num_records"],
         "num_classes": labels["num_classes"],
         "label_offset": labels["offset"],
         "names": labels.get("names", []),
+        "transform_fn": data.rstrip("/") + "/" + transform if transform else None,
     }
+
+
+def _transform(config: TrainConfig, info: dict):
+    """The tf.Transform output to use, checked against the model's input, or None."""
+    choice = config.transform_fn
+    path = info["transform_fn"] if choice == "auto" else None if choice == "none" else choice
+    if path is None:
+        return None
+    from imgshard.trainer.transform import load_transform
+
+    transform = load_transform(path)
+    if transform.image_size != config.image_size:
+        raise ValueError(
+            f"{path} preprocesses to {transform.image_size} px but --image-size is "
+            f"{config.image_size}: convert with --analyze-image-size {config.image_size}, "
+            "or pass --transform-fn none"
+        )
+    if len(transform.class_names) != info["num_classes"]:
+        raise ValueError(
+            f"{path} knows {len(transform.class_names)} classes, the data {info['num_classes']}"
+        )
+    return transform
 
 
 def _validation(config: TrainConfig) -> tuple[list[str], int | None]:
@@ -237,6 +268,7 @@ def run(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
     jit = {"auto": bool(gpus), "on": True, "off": False}[config.jit_compile]
 
     info = _dataset_info(config.data)
+    transform = _transform(config, info)
     files = dataset_files(config.data)
     replicas = strategy.num_replicas_in_sync
     global_batch = config.batch_size * replicas
@@ -251,6 +283,13 @@ def run(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
         boundaries=tuple(int(e * steps_per_epoch) for e in config.decay_epochs),
         factor=config.decay_factor,
     )
+    if transform:
+        _LOG.info(
+            "normalizing with the analyzed mean %s and std %s (%s)",
+            transform.mean.round(2).tolist(),
+            transform.std.round(2).tolist(),
+            transform.path,
+        )
     _LOG.info(
         "%s on %d replica(s) (%s), %s, XLA %s; global batch %d, %d steps/epoch, peak lr %.4g",
         config.model,
@@ -282,7 +321,13 @@ def run(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
     val_steps = -(-val_records // config.batch_size) if val_records else None
 
     with strategy.scope():
-        model = build_model(config.model, info["num_classes"], config.image_size, config.alpha)
+        model = build_model(
+            config.model,
+            info["num_classes"],
+            config.image_size,
+            config.alpha,
+            mean_std=(transform.mean, transform.std) if transform else None,
+        )
         model.compile(
             optimizer=keras.optimizers.SGD(
                 schedule,
@@ -338,9 +383,13 @@ def run(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
         not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
         or strategy.cluster_resolver.task_id == 0
     ):
-        names = info["names"] or [str(i) for i in range(info["num_classes"])]
+        names = transform.class_names if transform else info["names"]
         result["export"] = export_serving_model(
-            model, config.image_size, names, os.path.join(config.model_dir, "export")
+            model,
+            config.image_size,
+            names or [str(i) for i in range(info["num_classes"])],
+            os.path.join(config.model_dir, "export"),
+            transform.output.transform_features_layer() if transform else None,
         )
     with open(os.path.join(config.model_dir, "result.json"), "w") as f:
         json.dump({k: v for k, v in result.items() if k != "model"}, f, indent=1)

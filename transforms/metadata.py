@@ -22,6 +22,7 @@ __all__ = [
     "load_metadata",
     "rejected_name",
     "remove_stale_files",
+    "remove_tree",
     "write_outputs",
 ]
 
@@ -131,6 +132,12 @@ def remove_stale_files(output: str, split: str, keep: Iterable[str]) -> list[str
     if stale:
         FileSystems.delete(stale)
     return stale
+
+
+def remove_tree(path: str) -> None:
+    """Deletes a folder (local) or every object under a prefix (gs://), if it exists."""
+    if FileSystems.exists(path):
+        FileSystems.delete([path])
 
 
 def load_metadata(output: str) -> dict:

@@ -14,6 +14,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from imgshard.transforms import records
+from imgshard.transforms.analysis import image_summary
 from imgshard.transforms.example import image_example
 from imgshard.transforms.image import ImageRejected, ImageSpec, process_image
 from imgshard.transforms.index import resolve_image_path
@@ -40,6 +41,7 @@ class WriterConfig:
     image_root: what relative list paths resolve against.
     image: decode/resize/encode settings.
     label_offset: added to every 0-based id written to image/class/label.
+    summaries: also return a statistics summary of every written image (--analyze).
     """
 
     output: str
@@ -47,6 +49,7 @@ class WriterConfig:
     image_root: str
     image: ImageSpec = field(default_factory=ImageSpec)
     label_offset: int = 0
+    summaries: bool = False
 
 
 def write_shard(
@@ -63,7 +66,8 @@ def write_shard(
         path only.
 
     Returns:
-      The shard's result and the entries rejected while writing it.
+      The shard's result, the entries rejected while writing it, and the image summaries
+      (empty unless config.summaries).
     """
     kept, duplicates = split_duplicates(entries)
     rejections = [
@@ -77,6 +81,7 @@ def write_shard(
         for (_, line, path, label), first_line in duplicates
     ]
     label_counts: collections.Counter[int] = collections.Counter()
+    summaries = []
     bytes_in = 0
     name = shard_name(config.split, shard, num_shards)
     with atomic_output(FileSystems.join(config.output, name)) as stream:
@@ -105,6 +110,8 @@ def write_shard(
             )
             label_counts[label] += 1
             bytes_in += len(data)
+            if config.summaries:
+                summaries.append(image_summary(image.encoded))
     result = ShardResult(
         shard,
         name,
@@ -114,7 +121,7 @@ def write_shard(
         dict(sorted(label_counts.items())),
         bytes_in,
     )
-    return result, rejections
+    return result, rejections, summaries
 
 
 class WriteShard(beam.DoFn):
@@ -125,6 +132,7 @@ class WriteShard(beam.DoFn):
     """
 
     REJECTED = "rejected"
+    SUMMARIES = "summaries"
 
     def __init__(self, config: WriterConfig):
         self._config = config
@@ -137,7 +145,9 @@ class WriteShard(beam.DoFn):
         shard, grouped = element
         entries = [e for e in grouped if e is not None]
         started = time.monotonic()
-        result, rejections = write_shard(shard, entries, num_shards, vocabulary, self._config)
+        result, rejections, summaries = write_shard(
+            shard, entries, num_shards, vocabulary, self._config
+        )
         self._shard_seconds.update(int((time.monotonic() - started) * 1000))
         self._written.inc(result.records)
         self._bytes_in.inc(result.bytes_in)
@@ -145,4 +155,6 @@ class WriteShard(beam.DoFn):
         for rejection in rejections:
             Metrics.counter(METRICS_NAMESPACE, f"rejected_{rejection.reason}").inc()
             yield beam.pvalue.TaggedOutput(self.REJECTED, rejection)
+        for summary in summaries:
+            yield beam.pvalue.TaggedOutput(self.SUMMARIES, summary)
         yield result
