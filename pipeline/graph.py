@@ -25,9 +25,9 @@ from imgshard.transforms.shard_writer import WriterConfig, WriteShard
 from imgshard.transforms.sharding import (
     auto_num_shards,
     contiguous_shard,
+    drop_duplicates,
     estimated_record_bytes,
     shard_key,
-    split_duplicates,
 )
 
 __all__ = ["build_graph"]
@@ -94,20 +94,11 @@ def _drop_duplicate_paths(path_and_entries, vocabulary: Vocabulary):
     """(path, [(shard, entry)]) -> the first listing; later ones rejected."""
     _, shard_entries = path_and_entries
     shard_of = {entry[1]: shard for shard, entry in shard_entries}
-    kept, duplicates = split_duplicates(entry for _, entry in shard_entries)
+    kept, rejections = drop_duplicates((entry for _, entry in shard_entries), vocabulary.names)
     for entry in kept:
         yield shard_of[entry[1]], entry
-    for (_, line, path, label), first_line in duplicates:
-        yield TaggedOutput(
-            REJECTED,
-            Rejection(
-                line,
-                path,
-                vocabulary.names[label],
-                records.DUPLICATE_PATH,
-                f"the same path is listed first on line {first_line}",
-            ),
-        )
+    for rejection in rejections:
+        yield TaggedOutput(REJECTED, rejection)
 
 
 class Finalize(beam.DoFn):

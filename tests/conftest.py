@@ -1,21 +1,14 @@
 import os
+import shutil
+import subprocess
 import sys
+
+import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import shutil
-import socket
-import subprocess
-import time
-
-import pytest
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from helpers import free_port, wait_for_port  # noqa: E402  (needs the path above)
 
 
 @pytest.fixture(scope="session")
@@ -28,7 +21,7 @@ def gcs_bucket():
     executable = shutil.which("gcp-storage-emulator") or os.path.join(
         os.path.dirname(sys.executable), "gcp-storage-emulator"
     )
-    port = _free_port()
+    port = free_port()
     bucket = "imgshard-test"
     server = subprocess.Popen(
         [
@@ -45,15 +38,7 @@ def gcs_bucket():
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        time.sleep(0.1)
-    else:
-        server.kill()
-        pytest.fail("gcp-storage-emulator did not start")
+    wait_for_port(port, server, "gcp-storage-emulator", seconds=30)
     previous = os.environ.get("STORAGE_EMULATOR_HOST")
     os.environ["STORAGE_EMULATOR_HOST"] = f"http://127.0.0.1:{port}"
     yield bucket

@@ -115,3 +115,28 @@ def read_examples(output: str, split: str = "train") -> list[dict]:
 
 def labels_in_order(output: str, split: str = "train") -> list[int]:
     return [e["image/class/label"] for e in read_examples(output, split)]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, process, what: str, seconds: float = 60) -> None:
+    """Waits until something listens on localhost:port; kills `process` and fails if not."""
+    import socket
+    import time
+
+    import pytest
+
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    process.kill()
+    pytest.fail(f"{what} did not start listening on port {port}")

@@ -2,16 +2,14 @@
 the DataflowRunner's dry run, and Beam's portable job service (the path FlinkRunner takes)."""
 
 import os
-import socket
 import subprocess
 import sys
-import time
 
 import pytest
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.portability.api import beam_runner_api_pb2
 
-from helpers import IN_PROCESS, shard_files, sorted_dataset
+from helpers import IN_PROCESS, free_port, shard_files, sorted_dataset, wait_for_port
 from imgshard.pipeline import ConversionError, run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -109,15 +107,9 @@ def test_remote_runners_refuse_local_paths(tmp_path):
         run(["--input", str(tmp_path / "train.txt"), "--output", "gs://b/out", *dataflow_flags()])
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _serve(module: str, port_flag: str):
     """Starts a Beam service module on a free port; yields its address."""
-    port = _free_port()
+    port = free_port()
     # workers started by a pool run the `python` on PATH: this venv's
     env = {**os.environ, "PATH": BIN + os.pathsep + os.environ.get("PATH", "")}
     server = subprocess.Popen(
@@ -126,15 +118,7 @@ def _serve(module: str, port_flag: str):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        time.sleep(0.2)
-    else:
-        server.kill()
-        pytest.fail(f"{module} did not start")
+    wait_for_port(port, server, module)
     yield f"localhost:{port}"
     server.terminate()
     server.wait(timeout=20)

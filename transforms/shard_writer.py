@@ -13,7 +13,6 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from imgshard.transforms import records
 from imgshard.transforms.analysis import image_summary
 from imgshard.transforms.example import image_example
 from imgshard.transforms.image import ImageRejected, ImageSpec, process_image
@@ -21,7 +20,7 @@ from imgshard.transforms.index import resolve_image_path
 from imgshard.transforms.labels import Vocabulary
 from imgshard.transforms.reading import ReadFailed, read_ahead
 from imgshard.transforms.records import Rejection, ShardResult
-from imgshard.transforms.sharding import split_duplicates
+from imgshard.transforms.sharding import drop_duplicates
 from imgshard.transforms.tfrecord import TFRecordWriter, atomic_output
 
 __all__ = ["METRICS_NAMESPACE", "WriteShard", "WriterConfig", "shard_name", "write_shard"]
@@ -69,17 +68,7 @@ def write_shard(
       The shard's result, the entries rejected while writing it, and the image summaries
       (empty unless config.summaries).
     """
-    kept, duplicates = split_duplicates(entries)
-    rejections = [
-        Rejection(
-            line,
-            path,
-            vocabulary.names[label],
-            records.DUPLICATE_PATH,
-            f"the same path is listed first on line {first_line}",
-        )
-        for (_, line, path, label), first_line in duplicates
-    ]
+    kept, rejections = drop_duplicates(entries, vocabulary.names)
     label_counts: collections.Counter[int] = collections.Counter()
     summaries = []
     bytes_in = 0

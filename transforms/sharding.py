@@ -13,11 +13,14 @@ re-run shard is byte-identical, whatever the runner and the number of workers.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+
+from imgshard.transforms.records import DUPLICATE_PATH, Rejection
 
 __all__ = [
     "auto_num_shards",
     "contiguous_shard",
+    "drop_duplicates",
     "shard_key",
     "split_duplicates",
 ]
@@ -79,3 +82,21 @@ def split_duplicates(entries: Iterable[tuple]) -> tuple[list[tuple], list[tuple[
             kept.append(entry)
     kept.sort(key=lambda e: (e[0], e[1]))
     return kept, duplicates
+
+
+def drop_duplicates(
+    entries: Iterable[tuple], class_names: Sequence[str]
+) -> tuple[list[tuple], list[Rejection]]:
+    """`split_duplicates`, with each later listing turned into its rejection."""
+    kept, duplicates = split_duplicates(entries)
+    rejections = [
+        Rejection(
+            line,
+            path,
+            class_names[label],
+            DUPLICATE_PATH,
+            f"the same path is listed first on line {first_line}",
+        )
+        for (_, line, path, label), first_line in duplicates
+    ]
+    return kept, rejections
