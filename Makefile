@@ -5,6 +5,7 @@ DEMO_DATA ?= data/demo
 DEMO_OUT ?= out/demo
 EXTRA_ARGS ?=
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 # make train: the demo shards by default; e.g. make train DATA=gs://bucket/imagenet EPOCHS=90 \
 #   IMAGE_SIZE=224 ALPHA=1.0 BATCH_SIZE=256 LR=0.1 WARMUP_EPOCHS=5 MODEL_DIR=gs://bucket/runs/m
 DATA ?= $(DEMO_OUT)
@@ -22,7 +23,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 .DEFAULT_GOAL := help
 
-.PHONY: help install install-dev demo repro train bench-input test lint format clean
+.PHONY: help install install-dev demo repro train bench bench-input test lint format clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -62,6 +63,13 @@ train: install-dev ## train MobileNet on DATA (default: the demo shards, a few m
 	$(BIN)/imgshard-train --data $(DATA) --model-dir $(MODEL_DIR) --model $(MODEL) \
 	  --epochs $(EPOCHS) --image-size $(IMAGE_SIZE) --alpha $(ALPHA) --batch-size $(BATCH_SIZE) \
 	  --lr $(LR) --warmup-epochs $(WARMUP_EPOCHS) $(TRAIN_ARGS)
+
+$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+	$(PIP) install -e ".[bench,test]"
+	@touch $@ $(VENV)/.installed-dev $(VENV)/.installed
+
+bench: $(VENV)/.installed-bench ## conversion vs the bare limit, growth, shuffle volume (benchmarks/RESULTS.md)
+	$(BIN)/python benchmarks/conversion.py $(BENCH_ARGS)
 
 bench-input: install-dev ## input pipeline images/s vs a bare read+decode loop (benchmarks/RESULTS-input.md)
 	$(BIN)/python benchmarks/input_pipeline.py

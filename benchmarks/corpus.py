@@ -1,7 +1,8 @@
 """A benchmark corpus of real-photo JPEGs at ImageNet-like sizes, built offline.
 
-Sources are the photographs that ship inside scikit-learn (china.jpg, flower.jpg, 640x427);
-each corpus image is a random crop, rescaled so the sizes follow ILSVRC2012's (median around
+Sources are the photographs that ship inside scikit-learn (china, flower) and scikit-image
+(astronaut, coffee, chelsea, rocket, Hubble deep field, retina), when it is installed; each
+corpus image is a random crop, rescaled so the sizes follow ILSVRC2012's (median around
 500x375, some up to 2048 on the long side), saved at a random JPEG quality in 75-95. No
 synthetic noise: noise decodes unlike photographs.
 """
@@ -16,10 +17,18 @@ from PIL import Image
 __all__ = ["build_corpus", "source_photos"]
 
 
+SKIMAGE_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "retina")
+
+
 def source_photos() -> list[Image.Image]:
     from sklearn.datasets import load_sample_images
 
-    return [Image.fromarray(array) for array in load_sample_images().images]
+    photos = [Image.fromarray(array) for array in load_sample_images().images]
+    try:
+        import skimage.data
+    except ImportError:  # make bench-input runs without it
+        return photos
+    return photos + [Image.fromarray(getattr(skimage.data, name)()) for name in SKIMAGE_PHOTOS]
 
 
 def _size(rng: np.random.Generator) -> tuple[int, int]:
