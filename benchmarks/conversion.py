@@ -324,11 +324,44 @@ encoded output per image.
 ## 4. Trainer input pipeline
 
 See `benchmarks/RESULTS-input.md` (`make bench-input`).
-"""
+
+{projection_section(rate["a"], fixed_a, cores)}"""
     with open(args.results, "w") as f:
         f.write(text)
     print(text)
     return 0
+
+
+ILSVRC2012_TRAIN = 1_281_167
+GCS_INITIAL_READS_PER_SECOND = 5000  # cloud.google.com/storage/docs/request-rate
+
+
+def projection_section(steady_rate: float, fixed_seconds: float, cores: int) -> str:
+    """ILSVRC2012 conversion times projected from this run's steady-state rate per core."""
+    per_core = steady_rate / cores
+
+    def hours(seconds: float) -> str:
+        return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
+
+    rows = [(f"this machine ({cores} cores)", ILSVRC2012_TRAIN / steady_rate + fixed_seconds),
+            ("a 16-core workstation", ILSVRC2012_TRAIN / (per_core * 16) + fixed_seconds)]
+    for workers in (4, 12, 32):
+        vcpus = workers * 4
+        rate = min(per_core * vcpus, GCS_INITIAL_READS_PER_SECOND)
+        rows.append((f"Dataflow, {workers} x n2-standard-4 ({vcpus} vCPU), + ~4 min start-up",
+                     ILSVRC2012_TRAIN / rate + 240))
+    table = "\n".join(f"| {where} | {hours(seconds)} |" for where, seconds in rows)
+    return f"""## 5. Projection for ILSVRC2012 (1,281,167 images): projected, not run
+
+From the steady-state rate measured above ({steady_rate:.0f} images/s on {cores} cores, i.e.
+{per_core:.0f} per core, at ILSVRC-like sizes) plus the measured fixed cost; Dataflow rates are
+capped at a bucket's documented initial ~{GCS_INITIAL_READS_PER_SECOND:,} object reads/s
+(one read per image), and assume Dataflow cores as fast as these.
+
+| where | time |
+|---|---|
+{table}
+"""
 
 
 def _out_bytes_per_image(output: str) -> float:
