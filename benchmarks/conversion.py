@@ -343,13 +343,19 @@ def projection_section(steady_rate: float, fixed_seconds: float, cores: int) -> 
     def hours(seconds: float) -> str:
         return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
 
-    rows = [(f"this machine ({cores} cores)", ILSVRC2012_TRAIN / steady_rate + fixed_seconds),
-            ("a 16-core workstation", ILSVRC2012_TRAIN / (per_core * 16) + fixed_seconds)]
+    rows = [
+        (f"this machine ({cores} cores)", ILSVRC2012_TRAIN / steady_rate + fixed_seconds),
+        ("a 16-core workstation", ILSVRC2012_TRAIN / (per_core * 16) + fixed_seconds),
+    ]
     for workers in (4, 12, 32):
         vcpus = workers * 4
         rate = min(per_core * vcpus, GCS_INITIAL_READS_PER_SECOND)
-        rows.append((f"Dataflow, {workers} x n2-standard-4 ({vcpus} vCPU), + ~4 min start-up",
-                     ILSVRC2012_TRAIN / rate + 240))
+        rows.append(
+            (
+                f"Dataflow, {workers} x n2-standard-4 ({vcpus} vCPU), + ~4 min start-up",
+                ILSVRC2012_TRAIN / rate + 240,
+            )
+        )
     table = "\n".join(f"| {where} | {hours(seconds)} |" for where, seconds in rows)
     return f"""## 5. Projection for ILSVRC2012 (1,281,167 images): projected, not run
 
