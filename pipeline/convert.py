@@ -29,6 +29,7 @@ from imgshard.pipeline.graph import build_graph
 from imgshard.pipeline.options import ConvertConfig, add_convert_arguments, config_from_args
 from imgshard.pipeline.progress import ShardProgress
 from imgshard.transforms import metadata
+from imgshard.transforms.shard_writer import METRICS_NAMESPACE
 
 __all__ = ["ConversionError", "ConvertResult", "run"]
 
@@ -162,7 +163,9 @@ def _preflight(config: ConvertConfig) -> list[str] | None:
 
 def _counters(result) -> dict[str, int]:
     try:
-        found = result.metrics().query(beam.metrics.MetricsFilter().with_namespace("imgshard"))
+        found = result.metrics().query(
+            beam.metrics.MetricsFilter().with_namespace(METRICS_NAMESPACE)
+        )
     except Exception:  # some runners report no metrics
         return {}
     totals: dict[str, int] = {}

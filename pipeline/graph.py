@@ -21,7 +21,7 @@ from imgshard.transforms.analysis import TRANSFORM_DIR
 from imgshard.transforms.index import read_index
 from imgshard.transforms.labels import DistinctLabels, Vocabulary, build_vocabulary
 from imgshard.transforms.records import IndexEntry, Rejection, SourceInfo
-from imgshard.transforms.shard_writer import WriterConfig, WriteShard
+from imgshard.transforms.shard_writer import METRICS_NAMESPACE, WriterConfig, WriteShard
 from imgshard.transforms.sharding import (
     auto_num_shards,
     contiguous_shard,
@@ -50,7 +50,7 @@ class ReadIndexFn(beam.DoFn):
             if isinstance(item, IndexEntry):
                 yield item
             elif isinstance(item, Rejection):
-                beam.metrics.Metrics.counter("imgshard", f"rejected_{item.reason}").inc()
+                beam.metrics.Metrics.counter(METRICS_NAMESPACE, f"rejected_{item.reason}").inc()
                 yield TaggedOutput(REJECTED, item)
             else:
                 yield TaggedOutput(self.SOURCE, item)
@@ -68,7 +68,9 @@ class AssignShard(beam.DoFn):
     ):
         label_id = vocabulary.resolve(entry.label)
         if label_id is None:
-            beam.metrics.Metrics.counter("imgshard", f"rejected_{records.UNKNOWN_LABEL}").inc()
+            beam.metrics.Metrics.counter(
+                METRICS_NAMESPACE, f"rejected_{records.UNKNOWN_LABEL}"
+            ).inc()
             yield TaggedOutput(
                 REJECTED,
                 Rejection(
