@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import itertools
 import logging
 import time
 from dataclasses import dataclass
@@ -72,8 +73,28 @@ def version() -> str:
         return "0+unknown"
 
 
-def pipeline_options(beam_args: list[str]) -> PipelineOptions:
-    """Beam options from the remaining flags; local runs default to all cores."""
+# Below this many inputs a local run stays in one process: spawning worker processes costs
+# ~2 s (Beam's own floor: 3.6-3.9 s with 2 workers vs 1.8 s in process), and 2 workers save
+# ~1.7 ms per ILSVRC-sized image (benchmarks/RESULTS.md (b)), so they pay off from ~1,200.
+SMALL_JOB_INPUTS = 1000
+
+
+def _is_small_job(config: ConvertConfig) -> bool:
+    """Whether the input holds fewer than SMALL_JOB_INPUTS entries; reads no more than that."""
+    try:
+        if config.input_kind == "folder":
+            pattern = FileSystems.join(config.input, "*", "*")
+            found = FileSystems.match([pattern], limits=[SMALL_JOB_INPUTS])[0].metadata_list
+            return len(found) < SMALL_JOB_INPUTS
+        with FileSystems.open(config.input) as f:
+            return sum(1 for _ in itertools.islice(f, SMALL_JOB_INPUTS)) < SMALL_JOB_INPUTS
+    except Exception:  # unreadable input: let the job report it
+        return False
+
+
+def pipeline_options(beam_args: list[str], small_job: bool = False) -> PipelineOptions:
+    """Beam options from the remaining flags; local runs default to all cores, or to one
+    process for a small job."""
     options = PipelineOptions(beam_args)
 
     def given(flag: str) -> bool:  # get_all_options() cannot tell "--x=default" from absent
@@ -82,6 +103,9 @@ def pipeline_options(beam_args: list[str]) -> PipelineOptions:
     if not given("runner"):
         options.view_as(StandardOptions).runner = LOCAL_RUNNER
         direct = options.view_as(DirectOptions)
+        if not (given("direct_num_workers") or given("direct_running_mode")) and small_job:
+            direct.direct_num_workers, direct.direct_running_mode = 1, "in_memory"
+            return options
         if not given("direct_num_workers"):
             direct.direct_num_workers = 0  # one worker per core
         if not given("direct_running_mode"):
@@ -198,7 +222,7 @@ def run(argv: list[str] | None = None) -> ConvertResult:
     add_convert_arguments(parser)
     args, beam_args = parser.parse_known_args(argv)
     config = config_from_args(args)
-    options = pipeline_options(beam_args)
+    options = pipeline_options(beam_args, small_job=_is_small_job(config))
     _check_paths_reach_workers(config, options)
     given_labels = _preflight(config)
     dry_run = options.view_as(TestOptions).dry_run

@@ -17,13 +17,14 @@ def imgshard(*args, cwd=None):
 
 @pytest.mark.slow
 def test_convert_on_all_cores_prints_a_summary_and_nothing_alarming(tmp_path):
-    list_path = sorted_dataset(str(tmp_path / "d"), classes=4, per_class=30)
+    # 1,000 inputs: enough for the default to spawn one worker process per core
+    list_path = sorted_dataset(str(tmp_path / "d"), classes=10, per_class=100)
     done = imgshard(
         "convert", "--input", list_path, "--output", str(tmp_path / "out"), "--num-shards", "4"
     )
     assert done.returncode == 0, done.stderr
-    assert "120 records in 4 shards" in done.stdout
-    assert "records_written=120" in done.stdout  # Beam counters, read back from the runner
+    assert "1,000 records in 4 shards" in done.stdout
+    assert "records_written=1,000" in done.stdout  # Beam counters, read back from the workers
     assert len(shard_files(str(tmp_path / "out"))) == 4
     for noise in ("WARN", "Traceback", "Prism", "semi_persistent"):
         assert noise not in done.stderr, done.stderr
@@ -74,3 +75,26 @@ def test_beam_workers_do_not_import_tensorflow():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_small_jobs_run_in_one_process_and_large_ones_on_every_core(tmp_path):
+    from apache_beam.options.pipeline_options import DirectOptions
+
+    from imgshard.pipeline.convert import SMALL_JOB_INPUTS, _is_small_job, pipeline_options
+    from imgshard.pipeline.options import ConvertConfig
+
+    small = tmp_path / "small.txt"
+    small.write_text("a.jpg 0\n" * (SMALL_JOB_INPUTS - 1))
+    large = tmp_path / "large.txt"
+    large.write_text("a.jpg 0\n" * SMALL_JOB_INPUTS)
+    assert _is_small_job(ConvertConfig(input=str(small), output=str(tmp_path / "o")))
+    assert not _is_small_job(ConvertConfig(input=str(large), output=str(tmp_path / "o")))
+
+    def mode(args, small_job):
+        direct = pipeline_options(args, small_job=small_job).view_as(DirectOptions)
+        return direct.direct_num_workers, direct.direct_running_mode
+
+    assert mode([], True) == (1, "in_memory")
+    assert mode([], False) == (0, "multi_processing")
+    assert mode(["--direct_num_workers=2"], True) == (2, "multi_processing")  # asked for
+    assert mode(["--direct_running_mode=in_memory"], False) == (0, "in_memory")
