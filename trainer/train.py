@@ -308,7 +308,11 @@ def run(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
         num_classes=info["num_classes"],
         label_offset=info["label_offset"],
         reader=ReaderSettings(
-            config.cycle_length, config.shuffle_buffer, config.read_buffer_mb * 2**20, config.seed
+            config.cycle_length,
+            config.shuffle_buffer,
+            config.read_buffer_mb * 2**20,
+            config.seed,
+            config.deterministic,
         ),
         threads=config.threads,
     )
