@@ -184,8 +184,10 @@ def _reader_labels(
     )
 
     if reader.interleave:
-        settings = ReaderSettings(reader.cycle_length, reader.shuffle_buffer, seed=seed)
-        records = record_dataset(files, settings, deterministic=True)
+        settings = ReaderSettings(
+            reader.cycle_length, reader.shuffle_buffer, seed=seed, deterministic=True
+        )
+        records = record_dataset(files, settings)
     else:
         records = sequential_record_dataset(files, reader.shuffle_buffer, seed=seed)
     is_bytes = isinstance(scan.label_values[0], str)

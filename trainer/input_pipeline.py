@@ -71,14 +71,8 @@ def record_dataset(
     settings: ReaderSettings = ReaderSettings(),
     input_context: tf.distribute.InputContext | None = None,
     repeat: bool = False,
-    deterministic: bool | None = None,
 ) -> tf.data.Dataset:
-    """Serialized records, mixed across files; see the module docstring for the order.
-
-    `deterministic` overrides `settings.deterministic` (the audit replays a fixed order).
-    """
-    if deterministic is None:
-        deterministic = settings.deterministic
+    """Serialized records, mixed across files; see the module docstring for the order."""
     dataset = tf.data.Dataset.from_tensor_slices(files)
     if input_context is not None and input_context.num_input_pipelines > 1:
         dataset = dataset.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
@@ -90,7 +84,7 @@ def record_dataset(
         cycle_length=min(settings.cycle_length, len(files)),
         block_length=1,
         num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=deterministic,
+        deterministic=settings.deterministic,
     )
     return dataset.shuffle(settings.shuffle_buffer, seed=settings.seed)
 
