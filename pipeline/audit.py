@@ -193,11 +193,10 @@ def _reader_labels(
     is_bytes = isinstance(scan.label_values[0], str)
     spec = {label_key: tf.io.FixedLenFeature([], tf.string if is_bytes else tf.int64)}
     batches = records.take(limit).batch(4096).map(lambda x: tf.io.parse_example(x, spec)[label_key])
-    code_of = {value: code for code, value in enumerate(scan.label_values)}
     codes = []
     for batch in batches.as_numpy_iterator():
         values = [v.decode("utf-8", "replace") for v in batch] if is_bytes else batch.tolist()
-        codes.extend(code_of[v] for v in values)
+        codes.extend(scan.label_codes[v] for v in values)
     return np.asarray(codes, dtype=np.int64)
 
 
@@ -307,10 +306,9 @@ def audit(
         else:
             report["raw_order"] = None
             report["note"] = f"{records} records are too few to judge mixing in windows"
-        code_of = {value: code for code, value in enumerate(scan.label_values)}
         for i, shard in enumerate(scan.shards):
             for value, n in shard.label_counts.items():
-                histograms[i, code_of[value]] = n
+                histograms[i, scan.label_codes[value]] = n
         skew = shard_skew(histograms, seed=seed)
         report["shard_skew"] = {
             "mean_distance": round(float(skew.distance.mean()), 4),

@@ -42,7 +42,8 @@ class ScanResult:
     """Attributes:
     shards: per-shard counts, in scan order.
     labels: label code of every record in raw order (shards by name, records in file order).
-    label_values: the label value of each code (ints, or strings for bytes labels).
+    label_codes: label value (int, or str for bytes labels) -> its code, in order of first
+      appearance; `label_values` lists the values in code order.
     paths: image/filename of every record, when asked for.
     errors: (kind, shard, record index, detail), the first MAX_ERRORS_KEPT.
     error_counts: errors by kind: "crc", "parse", "label", "decode".
@@ -50,10 +51,14 @@ class ScanResult:
 
     shards: list[ShardScan] = field(default_factory=list)
     labels: array = field(default_factory=lambda: array("i"))
-    label_values: list = field(default_factory=list)
+    label_codes: dict = field(default_factory=dict)
     paths: collections.Counter = field(default_factory=collections.Counter)
     errors: list[tuple[str, str, int, str]] = field(default_factory=list)
     error_counts: collections.Counter = field(default_factory=collections.Counter)
+
+    @property
+    def label_values(self) -> list:
+        return list(self.label_codes)
 
     def error(self, kind: str, shard: str, index: int, detail: str) -> None:
         self.error_counts[kind] += 1
@@ -87,7 +92,6 @@ def scan_shards(
 ) -> ScanResult:
     """Reads every record of every shard, in the order given."""
     result = ScanResult()
-    codes: dict = {}
     for shard_number, path in enumerate(paths):
         shard = ShardScan(path)
         result.shards.append(shard)
@@ -97,7 +101,7 @@ def scan_shards(
             index = -1
             try:
                 for index, data in enumerate(iter_records(stream)):
-                    _scan_record(data, index, shard, result, codes, label_key, decode, keep_paths)
+                    _scan_record(data, index, shard, result, label_key, decode, keep_paths)
             except CorruptRecordError as e:
                 result.error("crc", path, index + 1, str(e))
                 stream.read()  # hash the rest, so sha256 still describes the whole file
@@ -107,7 +111,7 @@ def scan_shards(
     return result
 
 
-def _scan_record(data, index, shard, result, codes, label_key, decode, keep_paths) -> None:
+def _scan_record(data, index, shard, result, label_key, decode, keep_paths) -> None:
     shard.records += 1
     try:
         features = decode_example(data)
@@ -119,10 +123,10 @@ def _scan_record(data, index, shard, result, codes, label_key, decode, keep_path
         result.error("label", shard.path, index, f"no {label_key!r} feature")
         return
     value = label[0].decode("utf-8", "replace") if isinstance(label[0], bytes) else label[0]
+    codes = result.label_codes
     code = codes.get(value)
     if code is None:
         code = codes[value] = len(codes)
-        result.label_values.append(value)
     result.labels.append(code)
     shard.label_counts[value] += 1
     if keep_paths:
