@@ -30,6 +30,7 @@ from imgshard.pipeline.graph import build_graph
 from imgshard.pipeline.options import ConvertConfig, add_convert_arguments, config_from_args
 from imgshard.pipeline.progress import ShardProgress
 from imgshard.transforms import metadata
+from imgshard.transforms.index import class_folder_pattern
 from imgshard.transforms.shard_writer import METRICS_NAMESPACE
 
 __all__ = ["ConversionError", "ConvertResult", "run"]
@@ -83,7 +84,7 @@ def _is_small_job(config: ConvertConfig) -> bool:
     """Whether the input holds fewer than SMALL_JOB_INPUTS entries; reads no more than that."""
     try:
         if config.input_kind == "folder":
-            pattern = FileSystems.join(config.input, "*", "*")
+            pattern = class_folder_pattern(config.input)
             found = FileSystems.match([pattern], limits=[SMALL_JOB_INPUTS])[0].metadata_list
             return len(found) < SMALL_JOB_INPUTS
         with FileSystems.open(config.input) as f:
@@ -150,10 +151,15 @@ _LOCAL_RUNNERS = (
 )
 
 
+def _runner_name(options: PipelineOptions) -> str:
+    """The runner's class name, whether given by name or by dotted path."""
+    return str(options.view_as(StandardOptions).runner or "").rsplit(".", 1)[-1]
+
+
 def _check_paths_reach_workers(config: ConvertConfig, options: PipelineOptions) -> None:
     """Dataflow workers never see this disk: refuse local paths. Portable runners (Flink) may
     run workers here or elsewhere: warn."""
-    runner = str(options.view_as(StandardOptions).runner or "").rsplit(".", 1)[-1]
+    runner = _runner_name(options)
     loopback = options.get_all_options().get("environment_type") == "LOOPBACK"
     local = [
         f"--{name.replace('_', '-')} {value}"
@@ -174,7 +180,7 @@ def _check_paths_reach_workers(config: ConvertConfig, options: PipelineOptions) 
 
 def _preflight(config: ConvertConfig) -> list[str] | None:
     if config.input_kind == "folder":  # on GCS a folder is a prefix, not an object
-        pattern = FileSystems.join(config.input, "*", "*")
+        pattern = class_folder_pattern(config.input)
         if not FileSystems.match([pattern], limits=[1])[0].metadata_list:
             raise ConversionError(
                 f"--input {config.input} holds no images in class folders ({pattern})"
@@ -240,8 +246,9 @@ def run(argv: list[str] | None = None) -> ConvertResult:
     if dry_run:  # Dataflow validates the graph and options, submits nothing, writes nothing
         result = pipeline.run()
         return ConvertResult(config.output, {}, time.time() - started, {}, result.job)
-    runner = str(options.view_as(StandardOptions).runner).rsplit(".", 1)[-1]
-    poll_seconds = 2.0 if runner in _LOCAL_RUNNERS else 30.0  # listing gs:// costs requests
+    poll_seconds = (
+        2.0 if _runner_name(options) in _LOCAL_RUNNERS else 30.0
+    )  # listing gs:// costs requests
     with ShardProgress(config.output, config.split, interval=poll_seconds):
         result = pipeline.run()
         result.wait_until_finish()

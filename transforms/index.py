@@ -21,6 +21,7 @@ from imgshard.transforms.records import IndexEntry, Rejection, SourceInfo
 
 __all__ = [
     "canonical_path",
+    "class_folder_pattern",
     "detect_kind",
     "parse_csv",
     "parse_list",
@@ -167,9 +168,14 @@ def parse_csv(
         yield IndexEntry(number, canonical_path(path), label)
 
 
+def class_folder_pattern(root: str) -> str:
+    """The glob of a folder input's images: root/<class>/<file>."""
+    return FileSystems.join(root, "*", "*")
+
+
 def _list_folder(root: str) -> list[tuple[str, str]]:
     """(relative path, class name) for every file at root/<class>/<file>, sorted."""
-    pattern = FileSystems.join(root, "*", "*")
+    pattern = class_folder_pattern(root)
     found = []
     for match in FileSystems.match([pattern])[0].metadata_list:
         relative = (
