@@ -1,10 +1,11 @@
 """Dataset statistics with tf.Transform, in the conversion job, from per-image summaries.
 
 The shard writer emits one small summary per written record (per-channel sums and sums of
-squares of the decoded output JPEG, its size, its class); tf.Transform's analyzers reduce them
-to the dataset's per-channel mean and standard deviation, class frequencies and size
-quantiles, and write a `transform_fn` whose graph is the evaluation/serving preprocessing:
-encoded bytes -> center crop -> resize -> normalize with those constants.
+squares of the decoded output JPEG, its size); tf.Transform's analyzers reduce them to the
+dataset's per-channel mean and standard deviation and size quantiles, build the class
+vocabulary in label-id order (below), and write a `transform_fn` whose graph is the
+evaluation/serving preprocessing: encoded bytes -> center crop -> resize -> normalize with
+those constants.
 
 Image bytes never reach the analysis, so it is not a second pass over the data. TensorFlow is
 imported only here, lazily, and only when --analyze asks for it: it costs seconds per process.
@@ -26,10 +27,10 @@ import apache_beam as beam
 import numpy as np
 from PIL import Image, ImageStat
 
-__all__ = ["AnalyzeImages", "class_summaries", "image_summary", "RAW_FEATURES"]
+__all__ = ["AnalyzeImages", "class_summaries", "image_summary"]
 
 TRANSFORM_DIR = "transform_fn"
-CLASS_VOCABULARY = "class_frequencies"
+CLASS_VOCABULARY = "class_frequencies"  # its order is the label ids', not frequencies
 
 
 def image_summary(encoded: bytes) -> dict:
@@ -82,9 +83,6 @@ def _feature_spec():
         "class_name": tf.io.FixedLenFeature([], tf.string),
         "image_bytes": tf.io.FixedLenFeature([], tf.string),
     }
-
-
-RAW_FEATURES = ("image_bytes", "class_name")  # what serving and evaluation feed
 
 
 def make_preprocessing_fn(image_size: int):
