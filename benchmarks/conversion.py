@@ -65,7 +65,9 @@ def _peak_tree_rss(process: subprocess.Popen, samples: list[int], stop: threadin
     samples.append(peak)
 
 
-def convert_seconds(list_path: str, image_root: str, output: str) -> tuple[float, int]:
+def convert_seconds(
+    list_path: str, image_root: str, output: str, mode: tuple[str, ...] = ()
+) -> tuple[float, int]:
     """Wall seconds and peak resident memory (bytes, whole process tree) of one conversion."""
     started = time.perf_counter()
     process = subprocess.Popen(
@@ -83,6 +85,7 @@ def convert_seconds(list_path: str, image_root: str, output: str) -> tuple[float
             "--overwrite",
             "--resize",
             f"shorter:{SHORTER}",
+            *mode,
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -223,14 +226,20 @@ def main(argv: list[str] | None = None) -> int:
     paths = {n: [os.path.join(images, p) for p, _ in _lines(lists[n])] for n in lists}
 
     runs: dict[str, list[float]] = {
-        k: [] for k in ("a_small", "a_large", "b_small", "b_large", "c", "d")
+        k: [] for k in ("a_small", "a_large", "t_small", "t_large", "b_small", "b_large", "c", "d")
+    }
+    # Both local modes the job picks between (pipeline/convert.py local_running_mode), forced.
+    modes = {
+        "a": ("--direct_num_workers=0", "--direct_running_mode=multi_processing"),
+        "t": ("--direct_num_workers=0", "--direct_running_mode=multi_threading"),
     }
     for repeat in range(args.repeats):
         print(f"round {repeat + 1}/{args.repeats}", flush=True)
         for n, key in ((args.small, "small"), (args.large, "large")):
-            runs[f"a_{key}"].append(
-                convert_seconds(lists[n], images, os.path.join(args.work, "out"))[0]
-            )
+            for mode, flags in modes.items():
+                runs[f"{mode}_{key}"].append(
+                    convert_seconds(lists[n], images, os.path.join(args.work, "out"), flags)[0]
+                )
             runs[f"b_{key}"].append(pool_seconds(_ours, paths[n], cores))
         runs["c"].append(pool_seconds(_naive_pillow, paths[args.small], cores))
         runs["d"].append(tensorflow_seconds(paths[args.small]))
@@ -239,9 +248,12 @@ def main(argv: list[str] | None = None) -> int:
     marginal_a = (med["a_large"] - med["a_small"]) / extra
     marginal_b = (med["b_large"] - med["b_small"]) / extra
     fixed_a = med["a_small"] - args.small * marginal_a
+    marginal_t = (med["t_large"] - med["t_small"]) / extra
+    fixed_t = med["t_small"] - args.small * marginal_t
     rate = {
         "a": 1 / marginal_a,
         "b": 1 / marginal_b,
+        "t": 1 / marginal_t,
         "c": args.small / med["c"],
         "d": args.small / med["d"],
     }
@@ -249,8 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     growth = []
     for n in (int(x) for x in args.growth.split(",")):
         list_path = small_corpus(os.path.join(args.work, f"small-{n}"), n)
-        seconds, peak = convert_seconds(
-            list_path, os.path.dirname(list_path), os.path.join(args.work, "out-growth")
+        seconds, peak = convert_seconds(  # one mode at every size: growth, not a mode switch
+            list_path, os.path.dirname(list_path), os.path.join(args.work, "out-growth"), modes["a"]
         )
         growth.append((n, seconds, peak))
     shuffle = shuffle_bytes_per_image(lists[args.large])
@@ -272,9 +284,12 @@ def main(argv: list[str] | None = None) -> int:
     sizes = f"{args.small:,} / {args.large:,}"
     throughput_rows = "\n".join(
         [
-            f"| (a) | `imgshard convert`, fresh process, {cores} workers | "
+            f"| (a) | `imgshard convert`, fresh process, {cores} worker processes | "
             f"{med['a_small']:.1f} / {med['a_large']:.1f} ({runs_of('a_small')} / "
             f"{runs_of('a_large')}) | {rate['a']:.0f} steady state |",
+            f"| (a') | `imgshard convert`, fresh process, {cores} worker threads | "
+            f"{med['t_small']:.1f} / {med['t_large']:.1f} ({runs_of('t_small')} / "
+            f"{runs_of('t_large')}) | {rate['t']:.0f} steady state |",
             f"| (b) | bare pool of the same `process_image`, {cores} processes, writes nothing | "
             f"{med['b_small']:.1f} / {med['b_large']:.1f} ({runs_of('b_small')} / "
             f"{runs_of('b_large')}) | {rate['b']:.0f} steady state |",
@@ -301,13 +316,16 @@ JPEG q90, 16 shards. {args.repeats} alternating rounds; medians (every run liste
 - steady state (a)/(b) = **{rate["a"] / rate["b"]:.2f}** (target >= 0.9): marginal
   {marginal_a * 1000:.2f} ms vs {marginal_b * 1000:.2f} ms per image (the slope between the two
   corpus sizes; core-ms are {cores}x these)
-- fixed cost of a run (a): **{fixed_a:.1f} s** (target <= 3 s): start-up, worker spawn, imports,
-  the shuffle and finalize, i.e. the intercept of (a)
+- steady state with threads (a')/(b) = **{rate["t"] / rate["b"]:.2f}**: marginal
+  {marginal_t * 1000:.2f} ms per image
+- fixed cost of a run (target <= 3 s), the intercept: start-up, imports, worker spawn, the
+  shuffle and finalize: **{fixed_t:.1f} s with threads** (a'; the local default up to
+  20,000 images), **{fixed_a:.1f} s with worker processes** (a; the default beyond)
 - (b)/(c) = **{rate["b"] / rate["c"]:.2f}** (target >= 2): JPEG draft mode + reducing_gap
   vs a full decode
 - (b)/(d) = **{rate["b"] / rate["d"]:.2f}**
 
-## 2. Cost as the work grows (64x48 JPEGs, so per-run and per-record costs dominate)
+## 2. Cost as the work grows (64x48 JPEGs: per-run and per-record costs dominate; processes)
 
 | images | wall s | wall growth | peak RSS of the process tree, MiB | memory growth |
 |---|---|---|---|---|

@@ -4,16 +4,22 @@
 
 Flags that are not ours go to Beam's PipelineOptions untouched, so the same command runs on
 Dataflow or Flink by adding runner flags. With no --runner, the job runs locally on Beam's
-portable FnApiRunner with one worker process per core (what DirectRunner ends up using, minus
-its offline attempt to download the Prism runner).
+portable FnApiRunner (what DirectRunner ends up using, minus its offline attempt to download
+the Prism runner), in one process, threads or worker processes by input size.
+
+Before the job starts, the output is checked and the run's identity recorded in its journal
+(transforms/journal.py): an existing output is only resumed by the same configuration.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib.metadata
 import itertools
+import json
 import logging
+import os
 import time
 from dataclasses import dataclass
 
@@ -29,8 +35,8 @@ from apache_beam.options.pipeline_options import (
 from imgshard.pipeline.graph import build_graph
 from imgshard.pipeline.options import ConvertConfig, add_convert_arguments, config_from_args
 from imgshard.pipeline.progress import ShardProgress
-from imgshard.transforms import metadata
-from imgshard.transforms.index import class_folder_pattern
+from imgshard.transforms import journal, metadata
+from imgshard.transforms.index import class_folder_pattern, input_sha256
 from imgshard.transforms.shard_writer import METRICS_NAMESPACE
 
 __all__ = ["ConversionError", "ConvertResult", "run"]
@@ -74,28 +80,41 @@ def version() -> str:
         return "0+unknown"
 
 
-# Below this many inputs a local run stays in one process: spawning worker processes costs
-# ~2 s (Beam's own floor: 3.6-3.9 s with 2 workers vs 1.8 s in process), and 2 workers save
-# ~1.7 ms per ILSVRC-sized image (benchmarks/RESULTS.md (b)), so they pay off from ~1,200.
-SMALL_JOB_INPUTS = 1000
+# How a local run uses the cores, by input size (2 cores, benchmarks/RESULTS.md and
+# benchmarks/README.md): one process costs ~1.8 s before the first image; threads ~2.4 s
+# (Pillow drops the GIL while decoding, resizing and encoding, so 2 threads do ~1.9x the work
+# of one); worker processes ~4 s (spawning and importing Beam in each) but ~5% less per image
+# than threads. Each mode wins up to the next break-even.
+THREADS_FROM_INPUTS = 250
+PROCESSES_FROM_INPUTS = 20_000
 
 
-def _is_small_job(config: ConvertConfig) -> bool:
-    """Whether the input holds fewer than SMALL_JOB_INPUTS entries; reads no more than that."""
+def _count_inputs(config: ConvertConfig, limit: int) -> int:
+    """Entries in the input, counting no further than `limit` (listing lines, not parsing)."""
     try:
         if config.input_kind == "folder":
             pattern = class_folder_pattern(config.input)
-            found = FileSystems.match([pattern], limits=[SMALL_JOB_INPUTS])[0].metadata_list
-            return len(found) < SMALL_JOB_INPUTS
+            return len(FileSystems.match([pattern], limits=[limit])[0].metadata_list)
         with FileSystems.open(config.input) as f:
-            return sum(1 for _ in itertools.islice(f, SMALL_JOB_INPUTS)) < SMALL_JOB_INPUTS
-    except Exception:  # unreadable input: let the job report it
-        return False
+            return sum(1 for _ in itertools.islice(f, limit))
+    except Exception:  # unreadable input: the job reports it
+        return limit
 
 
-def pipeline_options(beam_args: list[str], small_job: bool = False) -> PipelineOptions:
-    """Beam options from the remaining flags; local runs default to all cores, or to one
-    process for a small job."""
+def local_running_mode(num_inputs: int) -> tuple[int, str]:
+    """(direct_num_workers, direct_running_mode) for a local run over this many inputs."""
+    if num_inputs < THREADS_FROM_INPUTS:
+        return 1, "in_memory"
+    if num_inputs < PROCESSES_FROM_INPUTS:
+        return 0, "multi_threading"  # 0: one per core
+    return 0, "multi_processing"
+
+
+def pipeline_options(
+    beam_args: list[str], num_inputs: int = PROCESSES_FROM_INPUTS
+) -> PipelineOptions:
+    """Beam options from the remaining flags; a local run gets the running mode that suits
+    its size (local_running_mode), unless the flags choose one."""
     options = PipelineOptions(beam_args)
 
     def given(flag: str) -> bool:  # get_all_options() cannot tell "--x=default" from absent
@@ -104,30 +123,91 @@ def pipeline_options(beam_args: list[str], small_job: bool = False) -> PipelineO
     if not given("runner"):
         options.view_as(StandardOptions).runner = LOCAL_RUNNER
         direct = options.view_as(DirectOptions)
-        if not (given("direct_num_workers") or given("direct_running_mode")) and small_job:
-            direct.direct_num_workers, direct.direct_running_mode = 1, "in_memory"
-            return options
-        if not given("direct_num_workers"):
-            direct.direct_num_workers = 0  # one worker per core
-        if not given("direct_running_mode"):
-            direct.direct_running_mode = "multi_processing"
+        workers, mode = local_running_mode(num_inputs)
+        if given("direct_num_workers"):
+            workers = direct.direct_num_workers
+            if mode == "in_memory" and workers != 1:  # in_memory runs one worker only
+                mode = "multi_threading"
+        if given("direct_running_mode"):
+            mode = direct.direct_running_mode
+            if not given("direct_num_workers"):
+                workers = 1 if mode == "in_memory" else 0
+        direct.direct_num_workers, direct.direct_running_mode = workers, mode
     return options
 
 
-def _check_output(config: ConvertConfig) -> None:
-    patterns = [
-        FileSystems.join(config.output, f"{config.split}-*-of-*.tfrecord"),
-        FileSystems.join(config.output, metadata.DATASET_JSON),
-    ]
+def run_identity(config: ConvertConfig, version: str) -> dict:
+    """Everything that decides the output's bytes: a run is only resumed by the same one."""
+    settings = config.to_json_dict()
+    for no_effect_on_shards in ("analyze", "analyze_image_size"):
+        del settings[no_effect_on_shards]
+    labels_sha256 = None
+    if config.labels_file:
+        with FileSystems.open(config.labels_file) as f:
+            labels_sha256 = hashlib.sha256(f.read()).hexdigest()
+    identity = {
+        "tool_version": version,
+        "settings": settings,
+        "input_sha256": input_sha256(config.input, config.input_kind),
+        "labels_sha256": labels_sha256,
+    }
+    return json.loads(json.dumps(identity))  # as the journal holds it: tuples become lists
+
+
+def _existing_entries(output: str) -> list[str]:
+    """A few of the names in the output folder (hidden ones included), or [] if none."""
+    if "://" not in output:
+        return sorted(os.listdir(output))[:5] if os.path.isdir(output) else []
     try:
-        existing = [m.path for r in FileSystems.match(patterns) for m in r.metadata_list]
-    except Exception:
-        existing = []
+        found = FileSystems.match([FileSystems.join(output, "**")], limits=[5])[0]
+        return [m.path for m in found.metadata_list]
+    except Exception:  # no such prefix
+        return []
+
+
+def _prepare_output(config: ConvertConfig, identity: dict) -> None:
+    """Refuses to mix with an existing output unless told how; records this run's identity.
+
+    Empty output: start. --overwrite: the old dataset.json and journal go first, so the folder
+    never looks complete while old and new shards sit side by side. --resume: only into an
+    unfinished or finished run of the same identity.
+    """
+    existing = _existing_entries(config.output)
+    recorded = journal.load_run(config.output, config.split)
+    fingerprint = journal.run_fingerprint(identity)
+    if existing and config.resume:
+        if recorded is None:
+            raise ConversionError(
+                f"--resume: {config.output} holds no journal of an imgshard {config.split!r} run "
+                f"(it holds {', '.join(existing)}); pass --overwrite to replace it, or choose "
+                "another --output"
+            )
+        if recorded.get("fingerprint") != fingerprint:
+            differences = journal.describe_differences(recorded.get("identity", {}), identity)
+            raise ConversionError(
+                f"--resume: {config.output} was written by a different configuration, so its "
+                f"shards cannot be reused: {'; '.join(differences) or 'unreadable journal'}. "
+                "Run with the same settings and input, or pass --overwrite, or another --output"
+            )
+        _LOG.info("resuming the run in %s", config.output)
+        return
     if existing and not config.overwrite:
-        raise ConversionError(
-            f"{config.output} already holds a {config.split!r} output ({len(existing)} files, e.g. "
-            f"{existing[0]}); pass --overwrite to replace it, or choose another --output"
+        state = (
+            "a finished conversion"
+            if FileSystems.exists(FileSystems.join(config.output, metadata.DATASET_JSON))
+            else "an unfinished conversion"
+            if recorded
+            else "other files"
         )
+        raise ConversionError(
+            f"{config.output} is not empty: it holds {state} ({', '.join(existing)}). Pass "
+            "--resume to continue or check a run of the same settings, --overwrite to replace "
+            "it, or choose another --output"
+        )
+    if existing:  # --overwrite
+        metadata.remove_files([FileSystems.join(config.output, metadata.DATASET_JSON)])
+        metadata.remove_tree(journal.journal_dir(config.output, config.split))
+    journal.write_run(config.output, config.split, identity)
 
 
 def _load_labels(path: str | None) -> list[str] | None:
@@ -187,7 +267,11 @@ def _preflight(config: ConvertConfig) -> list[str] | None:
             )
     elif not FileSystems.exists(config.input):
         raise ConversionError(f"--input {config.input} does not exist")
-    _check_output(config)
+    else:
+        with FileSystems.open(config.input) as f:
+            start = f.read(2)
+        if start in (b"\xff\xfe", b"\xfe\xff"):  # every line would be rejected as not UTF-8
+            raise ConversionError(f"--input {config.input} is UTF-16 text; save it as UTF-8")
     return _load_labels(config.labels_file)
 
 
@@ -228,10 +312,14 @@ def run(argv: list[str] | None = None) -> ConvertResult:
     add_convert_arguments(parser)
     args, beam_args = parser.parse_known_args(argv)
     config = config_from_args(args)
-    options = pipeline_options(beam_args, small_job=_is_small_job(config))
+    options = pipeline_options(beam_args, _count_inputs(config, PROCESSES_FROM_INPUTS))
     _check_paths_reach_workers(config, options)
     given_labels = _preflight(config)
     dry_run = options.view_as(TestOptions).dry_run
+    identity = {}
+    if not dry_run:  # a dry run writes nothing, so it has no output to check
+        identity = run_identity(config, version())
+        _prepare_output(config, identity)
 
     if config.shuffle == "none":
         _LOG.warning(
@@ -242,7 +330,14 @@ def run(argv: list[str] | None = None) -> ConvertResult:
     _LOG.info("converting %s -> %s", config.input, config.output)
     started = time.time()
     pipeline = beam.Pipeline(options=options)
-    build_graph(pipeline, config, given_labels, version())
+    build_graph(
+        pipeline,
+        config,
+        given_labels,
+        version(),
+        fingerprint=journal.run_fingerprint(identity) if identity else "",
+        input_sha256=identity.get("input_sha256"),
+    )
     if dry_run:  # Dataflow validates the graph and options, submits nothing, writes nothing
         result = pipeline.run()
         return ConvertResult(config.output, {}, time.time() - started, {}, result.job)

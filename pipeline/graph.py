@@ -5,7 +5,8 @@ BuildVocabulary  distinct labels           -> Vocabulary                       (
 ChooseShardCount count of entries          -> N                                (side input)
 AssignShard      -> (shard, (key, line, path, label_id))  key = hash(seed, path)
 GroupByShard     only these ~55-byte index entries cross the shuffle
-WriteShard       per shard: read + decode + resize + encode in key order, one atomic file
+WriteShard       per shard: read + decode + resize + encode in key order, one atomic file,
+                 then its journal entry (or, with --resume, the journaled result if it verifies)
 Finalize         dataset.json, labels.txt, {split}-rejected.jsonl
 """
 
@@ -18,6 +19,7 @@ from apache_beam.pvalue import AsList, AsSingleton, TaggedOutput
 from imgshard.pipeline.options import ConvertConfig
 from imgshard.transforms import metadata, records
 from imgshard.transforms.analysis import TRANSFORM_DIR
+from imgshard.transforms.crash_points import crash_point
 from imgshard.transforms.index import read_index
 from imgshard.transforms.labels import DistinctLabels, Vocabulary, build_vocabulary
 from imgshard.transforms.records import IndexEntry, Rejection, SourceInfo
@@ -48,6 +50,7 @@ class ReadIndexFn(beam.DoFn):
     def process(self, uri: str):
         for item in read_index(uri, self._kind, *self._columns):
             if isinstance(item, IndexEntry):
+                crash_point("index_entry")
                 yield item
             elif isinstance(item, Rejection):
                 beam.metrics.Metrics.counter(METRICS_NAMESPACE, f"rejected_{item.reason}").inc()
@@ -106,11 +109,17 @@ def _drop_duplicate_paths(path_and_entries, vocabulary: Vocabulary):
 class Finalize(beam.DoFn):
     """Writes dataset.json, labels.txt and the rejected report once every shard exists."""
 
-    def __init__(self, config: ConvertConfig, version: str):
+    def __init__(self, config: ConvertConfig, version: str, input_sha256: str | None):
         self._config = config
         self._version = version
+        self._input_sha256 = input_sha256
 
     def process(self, _, num_shards, shards, rejections, source, vocabulary, analyzed=()):
+        if self._input_sha256 and source.sha256 != self._input_sha256:
+            raise RuntimeError(
+                f"{source.uri} changed while it was converted (SHA-256 {self._input_sha256} "
+                f"at the start, {source.sha256} when read); convert it again"
+            )
         meta = metadata.build_metadata(
             split=self._config.split,
             num_shards=num_shards,
@@ -125,6 +134,7 @@ class Finalize(beam.DoFn):
             meta["transform_fn"] = TRANSFORM_DIR
             metadata.remove_tree(FileSystems.join(self._config.output, _TFT_TEMP))
         metadata.write_outputs(self._config.output, meta, rejections, vocabulary)
+        crash_point("finalize_after_dataset_json")
         metadata.remove_stale_files(
             self._config.output, self._config.split, [s["name"] for s in meta["shards"]]
         )
@@ -132,8 +142,19 @@ class Finalize(beam.DoFn):
 
 
 def build_graph(
-    p: beam.Pipeline, config: ConvertConfig, given_labels: list[str] | None, version: str
+    p: beam.Pipeline,
+    config: ConvertConfig,
+    given_labels: list[str] | None,
+    version: str,
+    fingerprint: str = "",
+    input_sha256: str | None = None,
 ) -> None:
+    """Adds the conversion to `p`.
+
+    Args:
+      fingerprint: the run's identity; shards are journaled under it (transforms/journal.py).
+      input_sha256: the input's hash when the run started; finalize refuses a changed input.
+    """
     index = (
         p
         | "Input" >> beam.Create([config.input])
@@ -202,6 +223,9 @@ def build_graph(
                     config.image,
                     config.label_offset,
                     summaries=config.analyze,
+                    allow_outside_root=config.allow_outside_root,
+                    fingerprint=fingerprint,
+                    resume=config.resume,
                 )
             ),
             num_shards=AsSingleton(num_shards),
@@ -233,7 +257,7 @@ def build_graph(
         | "FinalizeTrigger" >> beam.Create([None])
         | "Finalize"
         >> beam.ParDo(
-            Finalize(config, version),
+            Finalize(config, version, input_sha256),
             num_shards=AsSingleton(num_shards),
             shards=AsList(written.shards),
             rejections=AsList(all_rejected),

@@ -39,6 +39,10 @@ class ConvertConfig:
       path_column, label_column: CSV column names (default: detected from the header).
       max_reject_fraction: fail the run (after writing everything) above this share of rejects.
       overwrite: replace an existing output of this split.
+      resume: continue an interrupted run of the same configuration into `output`, keeping
+        the shards it finished (transforms/journal.py); starts afresh into an empty output.
+      allow_outside_root: accept list paths that resolve outside `image_root` (`..`, other
+        absolute paths, symlinks leading out of it); rejected by default.
       analyze: compute dataset statistics with tf.Transform and write {output}/transform_fn.
       analyze_image_size: the model input size baked into the transform_fn's preprocessing.
     """
@@ -59,6 +63,8 @@ class ConvertConfig:
     label_column: str | None = None
     max_reject_fraction: float = 0.001
     overwrite: bool = False
+    resume: bool = False
+    allow_outside_root: bool = False
     analyze: bool = False
     analyze_image_size: int = 224
 
@@ -90,6 +96,8 @@ class ConvertConfig:
             raise ValueError(f"--label-offset must be >= 0, got {self.label_offset}")
         if self.analyze_image_size < 1:
             raise ValueError(f"--analyze-image-size must be >= 1, got {self.analyze_image_size}")
+        if self.overwrite and self.resume:
+            raise ValueError("--overwrite and --resume exclude each other: replace, or continue")
         if not self.split or "/" in self.split or self.split.startswith("."):
             raise ValueError(f"--split must be a plain file-name prefix, got {self.split!r}")
 
@@ -100,7 +108,7 @@ class ConvertConfig:
         output copied elsewhere (e.g. to gs://) still describes itself correctly.
         """
         settings = asdict(self)
-        for run_only in ("output", "overwrite", "max_reject_fraction"):
+        for run_only in ("output", "overwrite", "resume", "max_reject_fraction"):
             del settings[run_only]
         settings["image"] = {**settings["image"], "resize": str(self.image.resize)}
         return settings
@@ -223,6 +231,16 @@ def add_convert_arguments(parser: argparse.ArgumentParser) -> None:
         "--overwrite", action="store_true", help="replace an existing output of this split"
     )
     parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run of the same settings, keeping its verified shards",
+    )
+    parser.add_argument(
+        "--allow-outside-root",
+        action="store_true",
+        help="accept list paths outside --image-root ('..', absolute, symlinks out of it)",
+    )
+    parser.add_argument(
         "--analyze",
         action=argparse.BooleanOptionalAction,
         default=False,
@@ -263,6 +281,8 @@ def config_from_args(args: argparse.Namespace) -> ConvertConfig:
         label_column=args.label_column,
         max_reject_fraction=args.max_reject_fraction,
         overwrite=args.overwrite,
+        resume=args.resume,
+        allow_outside_root=args.allow_outside_root,
         analyze=args.analyze,
         analyze_image_size=args.analyze_image_size,
     )

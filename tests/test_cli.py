@@ -17,7 +17,7 @@ def imgshard(*args, cwd=None):
 
 @pytest.mark.slow
 def test_convert_on_all_cores_prints_a_summary_and_nothing_alarming(tmp_path):
-    # 1,000 inputs: enough for the default to spawn one worker process per core
+    # 1,000 inputs: enough for the default to run one worker thread per core
     list_path = sorted_dataset(str(tmp_path / "d"), classes=10, per_class=100)
     done = imgshard(
         "convert", "--input", list_path, "--output", str(tmp_path / "out"), "--num-shards", "4"
@@ -77,24 +77,31 @@ def test_beam_workers_do_not_import_tensorflow():
     assert done.stdout.strip() == "[]"
 
 
-def test_small_jobs_run_in_one_process_and_large_ones_on_every_core(tmp_path):
+def test_local_runs_choose_processes_threads_or_one_process_by_input_size(tmp_path):
     from apache_beam.options.pipeline_options import DirectOptions
 
-    from imgshard.pipeline.convert import SMALL_JOB_INPUTS, _is_small_job, pipeline_options
+    from imgshard.pipeline.convert import (
+        PROCESSES_FROM_INPUTS,
+        THREADS_FROM_INPUTS,
+        _count_inputs,
+        pipeline_options,
+    )
     from imgshard.pipeline.options import ConvertConfig
 
-    small = tmp_path / "small.txt"
-    small.write_text("a.jpg 0\n" * (SMALL_JOB_INPUTS - 1))
-    large = tmp_path / "large.txt"
-    large.write_text("a.jpg 0\n" * SMALL_JOB_INPUTS)
-    assert _is_small_job(ConvertConfig(input=str(small), output=str(tmp_path / "o")))
-    assert not _is_small_job(ConvertConfig(input=str(large), output=str(tmp_path / "o")))
+    listing = tmp_path / "list.txt"
+    listing.write_text("a.jpg 0\n" * (THREADS_FROM_INPUTS + 5))
+    config = ConvertConfig(input=str(listing), output=str(tmp_path / "o"))
+    assert _count_inputs(config, THREADS_FROM_INPUTS + 100) == THREADS_FROM_INPUTS + 5
+    assert _count_inputs(config, 10) == 10  # stops counting at the limit
 
-    def mode(args, small_job):
-        direct = pipeline_options(args, small_job=small_job).view_as(DirectOptions)
+    def mode(args, num_inputs):
+        direct = pipeline_options(args, num_inputs).view_as(DirectOptions)
         return direct.direct_num_workers, direct.direct_running_mode
 
-    assert mode([], True) == (1, "in_memory")
-    assert mode([], False) == (0, "multi_processing")
-    assert mode(["--direct_num_workers=2"], True) == (2, "multi_processing")  # asked for
-    assert mode(["--direct_running_mode=in_memory"], False) == (0, "in_memory")
+    assert mode([], THREADS_FROM_INPUTS - 1) == (1, "in_memory")
+    assert mode([], THREADS_FROM_INPUTS) == (0, "multi_threading")
+    assert mode([], PROCESSES_FROM_INPUTS) == (0, "multi_processing")
+    assert mode(["--direct_num_workers=2"], 10) == (2, "multi_threading")  # asked for
+    assert mode(["--direct_num_workers=3"], PROCESSES_FROM_INPUTS) == (3, "multi_processing")
+    assert mode(["--direct_running_mode=in_memory"], PROCESSES_FROM_INPUTS) == (1, "in_memory")
+    assert mode(["--direct_running_mode=multi_processing"], 10) == (0, "multi_processing")

@@ -247,6 +247,7 @@ def test_existing_output_is_refused_unless_overwritten(sorted_list, tmp_path):
     convert(sorted_list, out, "--num-shards", "3", "--overwrite")
     names = sorted(os.listdir(out))
     assert names == [
+        ".train-journal",
         "dataset.json",
         "labels.txt",
         "train-00000-of-00003.tfrecord",

@@ -112,3 +112,30 @@ def test_rerun_into_gcs_rewrites_identical_bytes(gcs_bucket, local_dataset):
     second = {m.path: read(m.path) for m in FileSystems.match([f"{remote}/out/*"])[0].metadata_list}
     assert first == second and len(first) == 5  # no temp objects left behind
     assert "token" not in first[f"{remote}/out/dataset.json"].decode().lower()
+
+
+def test_resume_and_overwrite_on_gcs(gcs_bucket, local_dataset):
+    root, _ = local_dataset
+    remote = f"gs://{gcs_bucket}/resume"
+    upload(str(root / "images"), remote)
+    args = ["--input", f"{remote}/train.txt", "--output", f"{remote}/out", *IN_PROCESS]
+    args += ["--num-shards", "3", "--max-reject-fraction", "1"]
+    first = run(args)
+    shards = [f"{remote}/out/{s['name']}" for s in first.metadata["shards"]]
+    FileSystems.delete([shards[1]])
+
+    resumed = run([*args, "--resume"])
+
+    assert resumed.counters["shards_resumed"] == 2
+    assert resumed.counters["records_written"] == first.metadata["shards"][1]["records"]
+    assert resumed.metadata == first.metadata
+    journal = f"{remote}/out/.train-journal"
+    entries = {m.path for m in FileSystems.match([f"{journal}/**"])[0].metadata_list}
+    assert entries == {
+        f"{journal}/run.json",
+        *(f"{journal}/{s.split('/')[-1]}.json" for s in shards),
+    }
+
+    run([*args[:-4], "--num-shards", "2", "--max-reject-fraction", "1", "--overwrite"])
+    entries = {m.path for m in FileSystems.match([f"{journal}/**"])[0].metadata_list}
+    assert len(entries) == 3  # run.json and two shards: the old run's journal was removed

@@ -23,11 +23,16 @@ __all__ = [
     "canonical_path",
     "class_folder_pattern",
     "detect_kind",
+    "input_sha256",
     "parse_csv",
     "parse_list",
     "read_index",
     "resolve_image_path",
 ]
+
+# Longer than any file system allows (Linux PATH_MAX; GCS object names stop at 1,024 bytes):
+# such a "path" is a mangled line, and would only bloat the shuffle.
+MAX_PATH_BYTES = 4096
 
 _PATH_COLUMNS = ("path", "filename", "file", "image", "image_path", "filepath")
 _LABEL_COLUMNS = ("label", "class", "synset", "class_name", "category", "label_id")
@@ -103,16 +108,19 @@ def parse_list(lines: Iterable[bytes]) -> Iterator[IndexEntry | Rejection]:
             )
             continue
         path, label = parts[0].strip(), parts[1]
-        if "\x00" in text:
-            yield Rejection(
-                number,
-                path[:500],
-                label[:200],
-                records.UNPARSEABLE_LINE,
-                "line contains a NUL byte",
-            )
-            continue
-        yield IndexEntry(number, canonical_path(path), label)
+        yield _entry_or_rejection(number, path, label)
+
+
+def _entry_or_rejection(number: int, path: str, label: str) -> IndexEntry | Rejection:
+    """The entry, or why a parsed path and label cannot name an image."""
+    size = len(path.encode("utf-8"))
+    if "\x00" in path or "\x00" in label:
+        problem = "line contains a NUL byte"
+    elif size > MAX_PATH_BYTES:
+        problem = f"the path is {size:,} bytes long, over {MAX_PATH_BYTES:,}"
+    else:
+        return IndexEntry(number, canonical_path(path), label)
+    return Rejection(number, path[:500], label[:200], records.UNPARSEABLE_LINE, problem)
 
 
 def parse_csv(
@@ -165,7 +173,7 @@ def parse_csv(
                 number, path, label, records.UNPARSEABLE_LINE, "empty path or label cell"
             )
             continue
-        yield IndexEntry(number, canonical_path(path), label)
+        yield _entry_or_rejection(number, path, label)
 
 
 def class_folder_pattern(root: str) -> str:
@@ -188,6 +196,23 @@ def _list_folder(root: str) -> list[tuple[str, str]]:
     return sorted(found)
 
 
+def _folder_line(relative: str, class_name: str) -> bytes:
+    return f"{relative}\t{class_name}\n".encode()
+
+
+def input_sha256(input_uri: str, kind: str) -> str:
+    """The SHA-256 that read_index records for this input, without parsing it."""
+    digest = hashlib.sha256()
+    if kind == "folder":
+        for relative, class_name in _list_folder(input_uri.rstrip("/")):
+            digest.update(_folder_line(relative, class_name))
+    else:
+        with FileSystems.open(input_uri, compression_type=CompressionTypes.AUTO) as f:
+            while chunk := f.read(8 << 20):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
 def read_index(
     input_uri: str,
     kind: str,
@@ -200,7 +225,7 @@ def read_index(
     if kind == "folder":
         root = input_uri.rstrip("/")
         for number, (relative, class_name) in enumerate(_list_folder(root), start=1):
-            digest.update(f"{relative}\t{class_name}\n".encode())
+            digest.update(_folder_line(relative, class_name))
             count += 1
             yield IndexEntry(number, canonical_path(relative), class_name)
     else:

@@ -10,6 +10,8 @@ from collections.abc import Iterable
 
 from apache_beam.io.filesystems import FileSystems
 
+from imgshard.transforms.crash_points import crash_point
+from imgshard.transforms.journal import journal_dir
 from imgshard.transforms.labels import Vocabulary
 from imgshard.transforms.records import REASONS, Rejection, ShardResult, SourceInfo
 from imgshard.transforms.tfrecord import TMP_MARKER, atomic_output
@@ -21,6 +23,7 @@ __all__ = [
     "build_metadata",
     "load_metadata",
     "rejected_name",
+    "remove_files",
     "remove_stale_files",
     "remove_tree",
     "write_outputs",
@@ -111,17 +114,20 @@ def write_outputs(
         for rejection in sorted(rejections):
             f.write(json.dumps(rejection.to_json_dict(), ensure_ascii=False).encode("utf-8"))
             f.write(b"\n")
+    crash_point("finalize_before_dataset_json")
     # dataset.json goes last: its presence means the output is complete.
     with atomic_output(FileSystems.join(output, DATASET_JSON)) as f:
         f.write(json.dumps(metadata, indent=1, ensure_ascii=False).encode("utf-8") + b"\n")
 
 
 def remove_stale_files(output: str, split: str, keep: Iterable[str]) -> list[str]:
-    """Deletes shards of `split` not in `keep` (an overwritten run's) and orphaned temp files."""
+    """Deletes shards of `split` not in `keep` (an overwritten run's) and the temporary files
+    of writers that were killed, in the output and in the journal."""
     keep = set(keep)
     patterns = [
         FileSystems.join(output, f"{split}-*-of-*.tfrecord"),
-        FileSystems.join(output, f".{split}-*{TMP_MARKER}*"),
+        FileSystems.join(output, f".*{TMP_MARKER}*"),
+        FileSystems.join(journal_dir(output, split), f".*{TMP_MARKER}*"),
     ]
     stale = [
         m.path
@@ -134,9 +140,20 @@ def remove_stale_files(output: str, split: str, keep: Iterable[str]) -> list[str
     return stale
 
 
+def remove_files(paths: Iterable[str]) -> None:
+    """Deletes those of `paths` that exist."""
+    present = [p for p in paths if FileSystems.exists(p)]
+    if present:
+        FileSystems.delete(present)
+
+
 def remove_tree(path: str) -> None:
     """Deletes a folder (local) or every object under a prefix (gs://), if it exists."""
-    if FileSystems.exists(path):
+    if "://" in path:  # a prefix is no object: exists() is False and delete() needs the objects
+        found = FileSystems.match([FileSystems.join(path, "**")])[0].metadata_list
+        if found:
+            FileSystems.delete([m.path for m in found])
+    elif FileSystems.exists(path):
         FileSystems.delete([path])
 
 

@@ -4,19 +4,33 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import os
+import posixpath
+import stat
 from collections.abc import Iterable, Iterator
 
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from imgshard.transforms import records
+from imgshard.transforms.index import resolve_image_path
 
-__all__ = ["ReadFailed", "read_ahead", "read_bytes"]
+__all__ = [
+    "MAX_FILE_BYTES",
+    "ReadFailed",
+    "is_inside_root",
+    "read_ahead",
+    "read_bytes",
+    "read_image",
+]
 
 # Enough requests in flight to hide GCS per-object latency (~20-50 ms) behind decoding;
 # on local disk the threads only overlap page-cache copies.
 READ_THREADS = 8
 READ_WINDOW = 16
+# No image of any real dataset comes near this; a bigger "image" (a disk image, a video, a
+# device listed by mistake) is refused before it fills the worker's memory.
+MAX_FILE_BYTES = 256 << 20
 
 
 class ReadFailed(Exception):
@@ -26,11 +40,57 @@ class ReadFailed(Exception):
         self.detail = detail
 
 
-def read_bytes(path: str) -> bytes:
-    """The whole file; raises ReadFailed with a rejection reason."""
+def _normalized(path: str) -> str:
+    if "://" in path:
+        scheme, rest = path.split("://", 1)
+        return f"{scheme}://{posixpath.normpath(rest)}"
+    return posixpath.normpath(path)
+
+
+def is_inside_root(image_root: str, path: str) -> bool:
+    """Whether `path` stays inside `image_root`, after `..` and, on local disk, symlinks."""
+    root = _normalized(image_root)
+    inside = root.rstrip("/") + "/"
+    if not _normalized(path).startswith(inside):
+        return False
+    if "://" in path:
+        return True  # object stores have no symlinks
+    real_root = os.path.realpath(root).rstrip("/") + "/"
+    return os.path.realpath(path).startswith(real_root)
+
+
+def _check_regular_file(path: str) -> None:
+    """A local FIFO would block the reader forever and /dev/zero never ends: files only."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise ReadFailed(records.MISSING_FILE, "no such file") from None
+    except OSError as e:
+        raise ReadFailed(records.READ_ERROR, f"{type(e).__name__}: {e}") from None
+    if stat.S_ISDIR(mode):
+        raise ReadFailed(records.READ_ERROR, "is a directory, not a file")
+    if not stat.S_ISREG(mode):
+        raise ReadFailed(records.READ_ERROR, "not a regular file (a device, FIFO or socket)")
+
+
+def read_image(image_root: str, path: str, allow_outside_root: bool = False) -> bytes:
+    """The bytes of a listed image; raises ReadFailed with a rejection reason."""
+    resolved = resolve_image_path(image_root, path)
+    if not allow_outside_root and not is_inside_root(image_root, resolved):
+        raise ReadFailed(
+            records.OUTSIDE_ROOT,
+            f"resolves outside --image-root {image_root} (--allow-outside-root accepts it)",
+        )
+    return read_bytes(resolved)
+
+
+def read_bytes(path: str, limit: int = MAX_FILE_BYTES) -> bytes:
+    """The whole file, up to `limit` bytes; raises ReadFailed with a rejection reason."""
+    if "://" not in path:
+        _check_regular_file(path)
     try:
         with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
-            return f.read()
+            data = f.read(limit + 1)
     except FileNotFoundError:
         raise ReadFailed(records.MISSING_FILE, "no such file") from None
     except IsADirectoryError:
@@ -39,23 +99,29 @@ def read_bytes(path: str) -> bytes:
         if type(e).__name__ == "NotFound" or getattr(e, "code", None) == 404:
             raise ReadFailed(records.MISSING_FILE, "no such object") from None
         raise ReadFailed(records.READ_ERROR, f"{type(e).__name__}: {str(e)[:300]}") from None
+    if len(data) > limit:
+        raise ReadFailed(records.READ_ERROR, f"file is over the {limit >> 20} MiB limit")
+    return data
 
 
 def read_ahead(
-    items: Iterable, path_of, threads: int = READ_THREADS, window: int = READ_WINDOW
+    items: Iterable, read_item, threads: int = READ_THREADS, window: int = READ_WINDOW
 ) -> Iterator[tuple[object, bytes | ReadFailed]]:
-    """Yields (item, bytes or ReadFailed) in the order of `items`, reading ahead."""
+    """Yields (item, bytes or ReadFailed) in the order of `items`, reading ahead.
+
+    `read_item(item)` returns the bytes or raises ReadFailed.
+    """
     with concurrent.futures.ThreadPoolExecutor(threads) as pool:
         pending: collections.deque = collections.deque()
 
-        def read(path):
+        def read(item):
             try:
-                return read_bytes(path)
+                return read_item(item)
             except ReadFailed as failure:
                 return failure
 
         for item in items:
-            pending.append((item, pool.submit(read, path_of(item))))
+            pending.append((item, pool.submit(read, item)))
             if len(pending) >= window:
                 head, future = pending.popleft()
                 yield head, future.result()

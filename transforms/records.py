@@ -24,6 +24,7 @@ NOT_AN_IMAGE = "not_an_image"
 CORRUPT_IMAGE = "corrupt_image"
 TOO_MANY_PIXELS = "too_many_pixels"
 READ_ERROR = "read_error"
+OUTSIDE_ROOT = "outside_root"
 DUPLICATE_PATH = "duplicate_path"
 UNPARSEABLE_LINE = "unparseable_line"
 UNKNOWN_LABEL = "unknown_label"
@@ -35,6 +36,7 @@ REASONS = (
     CORRUPT_IMAGE,
     TOO_MANY_PIXELS,
     READ_ERROR,
+    OUTSIDE_ROOT,
     DUPLICATE_PATH,
     UNPARSEABLE_LINE,
     UNKNOWN_LABEL,

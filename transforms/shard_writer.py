@@ -13,15 +13,16 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
+from imgshard.transforms import journal
 from imgshard.transforms.analysis import image_summary
-from imgshard.transforms.example import image_example
+from imgshard.transforms.crash_points import crash_point
+from imgshard.transforms.example import decode_example, image_example
 from imgshard.transforms.image import ImageRejected, ImageSpec, process_image
-from imgshard.transforms.index import resolve_image_path
 from imgshard.transforms.labels import Vocabulary
-from imgshard.transforms.reading import ReadFailed, read_ahead
+from imgshard.transforms.reading import ReadFailed, read_ahead, read_image
 from imgshard.transforms.records import Rejection, ShardResult
 from imgshard.transforms.sharding import drop_duplicates
-from imgshard.transforms.tfrecord import TFRecordWriter, atomic_output
+from imgshard.transforms.tfrecord import TFRecordWriter, atomic_output, iter_records
 
 __all__ = ["METRICS_NAMESPACE", "WriteShard", "WriterConfig", "shard_name", "write_shard"]
 
@@ -41,6 +42,10 @@ class WriterConfig:
     image: decode/resize/encode settings.
     label_offset: added to every 0-based id written to image/class/label.
     summaries: also return a statistics summary of every written image (--analyze).
+    allow_outside_root: read list paths that resolve outside image_root.
+    fingerprint: the run's identity (transforms/journal.py); when set, every written shard
+      is journaled with its size and SHA-256.
+    resume: skip a shard whose journal entry is this run's and whose file still matches it.
     """
 
     output: str
@@ -49,6 +54,9 @@ class WriterConfig:
     image: ImageSpec = field(default_factory=ImageSpec)
     label_offset: int = 0
     summaries: bool = False
+    allow_outside_root: bool = False
+    fingerprint: str = ""
+    resume: bool = False
 
 
 def write_shard(
@@ -75,7 +83,9 @@ def write_shard(
     name = shard_name(config.split, shard, num_shards)
     with atomic_output(FileSystems.join(config.output, name)) as stream:
         writer = TFRecordWriter(stream)
-        reads = read_ahead(kept, lambda e: resolve_image_path(config.image_root, e[2]))
+        reads = read_ahead(
+            kept, lambda e: read_image(config.image_root, e[2], config.allow_outside_root)
+        )
         for (_, line, path, label), data in reads:
             try:
                 if isinstance(data, ReadFailed):
@@ -113,6 +123,26 @@ def write_shard(
     return result, rejections, summaries
 
 
+def resume_shard(
+    shard: int, num_shards: int, config: WriterConfig
+) -> tuple[ShardResult, list[Rejection], list[dict]] | None:
+    """The journaled result of a shard already written by this run, if its file verifies."""
+    name = shard_name(config.split, shard, num_shards)
+    entry = journal.load_shard_entry(config.output, config.split, config.fingerprint, name)
+    if entry is None:
+        return None
+    result, rejections = entry
+    path = FileSystems.join(config.output, name)
+    if not journal.file_matches(path, result.bytes, result.sha256):
+        return None
+    summaries = []
+    if config.summaries:  # the analyzers need them again; the written pixels give them
+        with FileSystems.open(path) as f:
+            for record in iter_records(f):
+                summaries.append(image_summary(decode_example(record)["image/encoded"][0]))
+    return result, rejections, summaries
+
+
 class WriteShard(beam.DoFn):
     """(shard, [entry or None, ...]) -> ShardResult; rejections to the 'rejected' output.
 
@@ -129,18 +159,31 @@ class WriteShard(beam.DoFn):
         self._bytes_in = Metrics.counter(METRICS_NAMESPACE, "bytes_in")
         self._bytes_out = Metrics.counter(METRICS_NAMESPACE, "bytes_out")
         self._shard_seconds = Metrics.distribution(METRICS_NAMESPACE, "shard_write_ms")
+        self._resumed = Metrics.counter(METRICS_NAMESPACE, "shards_resumed")
 
     def process(self, element, num_shards: int, vocabulary: Vocabulary):
         shard, grouped = element
         entries = [e for e in grouped if e is not None]
-        started = time.monotonic()
-        result, rejections, summaries = write_shard(
-            shard, entries, num_shards, vocabulary, self._config
-        )
-        self._shard_seconds.update(int((time.monotonic() - started) * 1000))
-        self._written.inc(result.records)
-        self._bytes_in.inc(result.bytes_in)
-        self._bytes_out.inc(result.bytes)
+        config = self._config
+        resumed = resume_shard(shard, num_shards, config) if config.resume else None
+        if resumed:
+            result, rejections, summaries = resumed
+            self._resumed.inc()
+        else:
+            started = time.monotonic()
+            result, rejections, summaries = write_shard(
+                shard, entries, num_shards, vocabulary, config
+            )
+            crash_point("shard_renamed")
+            if config.fingerprint:
+                journal.write_shard_entry(
+                    config.output, config.split, config.fingerprint, result, rejections
+                )
+            crash_point("shard_journaled")
+            self._shard_seconds.update(int((time.monotonic() - started) * 1000))
+            self._written.inc(result.records)
+            self._bytes_in.inc(result.bytes_in)
+            self._bytes_out.inc(result.bytes)
         for rejection in rejections:
             Metrics.counter(METRICS_NAMESPACE, f"rejected_{rejection.reason}").inc()
             yield beam.pvalue.TaggedOutput(self.REJECTED, rejection)

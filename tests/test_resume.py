@@ -1,0 +1,136 @@
+"""Reruns into an existing output: refused, resumed or replaced, never silently mixed."""
+
+import json
+import os
+
+import pytest
+
+from helpers import IN_PROCESS, jpeg, shard_files, sorted_dataset, write
+from imgshard.pipeline import ConversionError, run
+from imgshard.pipeline import convert as convert_module
+from imgshard.transforms.journal import journal_dir
+
+
+def convert(list_path, output, *flags):
+    return run(["--input", str(list_path), "--output", str(output), *flags, *IN_PROCESS])
+
+
+def files(output) -> dict[str, bytes]:
+    """Every file under the output, hidden ones included, by relative path."""
+    found = {}
+    for folder, _, names in os.walk(output):
+        for name in names:
+            path = os.path.join(folder, name)
+            found[os.path.relpath(path, output)] = open(path, "rb").read()
+    return found
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    """6 classes x 8 images plus one corrupt image, so a shard also journals a rejection."""
+    list_path = sorted_dataset(str(tmp_path / "d"), classes=6, per_class=8)
+    write(str(tmp_path / "d" / "bad" / "cut.JPEG"), jpeg(300, 200)[:1500])
+    with open(list_path, "a") as f:
+        f.write("bad/cut.JPEG 0\n")
+    return list_path
+
+
+FLAGS = ("--num-shards", "5", "--max-reject-fraction", "0.1")
+
+
+def test_a_non_empty_output_is_refused_without_resume_or_overwrite(dataset, tmp_path):
+    out = tmp_path / "out"
+    write(str(out / "notes.txt"), b"my own file")
+    with pytest.raises(ConversionError, match="is not empty: it holds other files.*notes.txt"):
+        convert(dataset, out, *FLAGS)
+    with pytest.raises(ConversionError, match="holds no journal.*--overwrite"):
+        convert(dataset, out, *FLAGS, "--resume")
+    assert os.listdir(out) == ["notes.txt"]  # nothing was written next to it
+    convert(dataset, out, *FLAGS, "--overwrite")
+    assert (out / "notes.txt").read_bytes() == b"my own file"  # replaced ours, kept theirs
+    with pytest.raises(ConversionError, match="holds a finished conversion"):
+        convert(dataset, out, *FLAGS)
+    with pytest.raises(ValueError, match="exclude each other"):
+        convert(dataset, out, *FLAGS, "--resume", "--overwrite")
+
+
+def test_resume_into_an_empty_output_is_a_fresh_run(dataset, tmp_path):
+    result = convert(dataset, tmp_path / "out", *FLAGS, "--resume")
+    assert result.metadata["num_records"] == 48 and result.metadata["num_rejected"] == 1
+    assert result.counters.get("shards_resumed", 0) == 0
+
+
+@pytest.mark.parametrize(
+    "changed_flags,change",
+    [
+        (("--seed", "7"), "settings.seed: 0 -> 7"),
+        (("--num-shards", "4"), "settings.num_shards: 5 -> 4"),
+        (("--resize", "fixed:32x32"), "settings.image.resize: 'shorter:256' -> 'fixed:32x32'"),
+        (("--quality", "80"), "settings.image.quality: 90 -> 80"),
+    ],
+)
+def test_a_different_configuration_is_never_resumed_into(dataset, tmp_path, changed_flags, change):
+    out = tmp_path / "out"
+    convert(dataset, out, *FLAGS)
+    before = files(out)
+    flags = dict(zip(FLAGS[::2], FLAGS[1::2], strict=True))
+    flags.update(dict(zip(changed_flags[::2], changed_flags[1::2], strict=True)))
+    with pytest.raises(ConversionError, match="different configuration") as refused:
+        convert(dataset, out, *[x for kv in flags.items() for x in kv], "--resume")
+    assert change in str(refused.value)
+    assert files(out) == before
+
+
+def test_a_changed_input_list_is_never_resumed_into(dataset, tmp_path):
+    out = tmp_path / "out"
+    convert(dataset, out, *FLAGS)
+    with open(dataset, "a") as f:
+        f.write("0/0_0.JPEG 1\n")
+    with pytest.raises(ConversionError, match="input_sha256"):
+        convert(dataset, out, *FLAGS, "--resume")
+
+
+def test_resume_keeps_verified_shards_and_rewrites_damaged_or_missing_ones(dataset, tmp_path):
+    reference = tmp_path / "reference"
+    convert(dataset, reference, *FLAGS)
+    out = tmp_path / "out"
+    convert(dataset, out, *FLAGS)
+    shards = shard_files(str(out))
+    damaged = bytearray(open(shards[1], "rb").read())
+    damaged[len(damaged) // 2] ^= 0xFF  # same size, different hash
+    open(shards[1], "wb").write(bytes(damaged))
+    os.remove(shards[3])
+    os.remove(out / "dataset.json")
+
+    resumed = convert(dataset, out, *FLAGS, "--resume")
+
+    assert resumed.counters["shards_resumed"] == 3
+    redone = [
+        s
+        for s in resumed.metadata["shards"]
+        if s["name"] in {"train-00001-of-00005.tfrecord", "train-00003-of-00005.tfrecord"}
+    ]
+    assert resumed.counters["records_written"] == sum(s["records"] for s in redone)
+    assert files(out) == files(reference)  # rejections of skipped shards came from the journal
+    assert resumed.metadata["num_rejected"] == 1
+
+
+def test_overwrite_clears_the_old_run_first(dataset, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    convert(dataset, out, *FLAGS)
+    old_journal = json.loads(open(os.path.join(journal_dir(str(out), "train"), "run.json")).read())
+    convert(dataset, out, "--num-shards", "2", "--max-reject-fraction", "0.1", "--overwrite")
+    names = sorted(os.path.basename(p) for p in shard_files(str(out)))
+    assert names == ["train-00000-of-00002.tfrecord", "train-00001-of-00002.tfrecord"]
+    journal = sorted(os.listdir(journal_dir(str(out), "train")))
+    assert journal == ["run.json", *(f"{n}.json" for n in names)]  # no entry of the old run
+    new_journal = json.loads(open(os.path.join(journal_dir(str(out), "train"), "run.json")).read())
+    assert new_journal["fingerprint"] != old_journal["fingerprint"]
+
+
+def test_a_list_that_changes_during_the_run_fails_it(dataset, tmp_path, monkeypatch):
+    # As if the list had been edited between the driver's check and the workers' read.
+    monkeypatch.setattr(convert_module, "input_sha256", lambda uri, kind: "0" * 64)
+    with pytest.raises(Exception, match="changed while it was converted"):
+        convert(dataset, tmp_path / "out", *FLAGS)
+    assert not (tmp_path / "out" / "dataset.json").exists()
