@@ -23,7 +23,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 .DEFAULT_GOAL := help
 
-.PHONY: help install install-dev demo repro train bench bench-input test lint format clean
+.PHONY: help install install-dev demo repro train bench bench-resume bench-input test lint format clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -70,6 +70,9 @@ $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 
 bench: $(VENV)/.installed-bench ## conversion vs the bare limit, growth, shuffle volume (benchmarks/RESULTS.md)
 	$(BIN)/python benchmarks/conversion.py $(BENCH_ARGS)
+
+bench-resume: $(VENV)/.installed-bench ## finishing a run killed at 80% vs a full run (benchmarks/RESULTS-resume.md)
+	$(BIN)/python benchmarks/resume.py
 
 bench-input: install-dev ## input pipeline images/s vs a bare read+decode loop (benchmarks/RESULTS-input.md)
 	$(BIN)/python benchmarks/input_pipeline.py

@@ -14,12 +14,9 @@ Before the job starts, the output is checked and the run's identity recorded in 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import importlib.metadata
 import itertools
-import json
 import logging
-import os
 import time
 from dataclasses import dataclass
 
@@ -32,28 +29,19 @@ from apache_beam.options.pipeline_options import (
     TestOptions,
 )
 
+from imgshard.pipeline.errors import ConversionError
+from imgshard.pipeline.existing_output import prepare_output, run_identity
 from imgshard.pipeline.graph import build_graph
 from imgshard.pipeline.options import ConvertConfig, add_convert_arguments, config_from_args
 from imgshard.pipeline.progress import ShardProgress
 from imgshard.transforms import journal, metadata
-from imgshard.transforms.index import class_folder_pattern, input_sha256
+from imgshard.transforms.index import class_folder_pattern
 from imgshard.transforms.shard_writer import METRICS_NAMESPACE
 
 __all__ = ["ConversionError", "ConvertResult", "run"]
 
 _LOG = logging.getLogger("imgshard")
 LOCAL_RUNNER = "apache_beam.runners.portability.fn_api_runner.FnApiRunner"
-
-
-class ConversionError(Exception):
-    """The job could not run, or its result must not be used; the message says why.
-
-    `result` is set when the job ran and wrote its output and report, but failed a check.
-    """
-
-    def __init__(self, message: str, result: ConvertResult | None = None):
-        super().__init__(message)
-        self.result = result
 
 
 @dataclass
@@ -134,80 +122,6 @@ def pipeline_options(
                 workers = 1 if mode == "in_memory" else 0
         direct.direct_num_workers, direct.direct_running_mode = workers, mode
     return options
-
-
-def run_identity(config: ConvertConfig, version: str) -> dict:
-    """Everything that decides the output's bytes: a run is only resumed by the same one."""
-    settings = config.to_json_dict()
-    for no_effect_on_shards in ("analyze", "analyze_image_size"):
-        del settings[no_effect_on_shards]
-    labels_sha256 = None
-    if config.labels_file:
-        with FileSystems.open(config.labels_file) as f:
-            labels_sha256 = hashlib.sha256(f.read()).hexdigest()
-    identity = {
-        "tool_version": version,
-        "settings": settings,
-        "input_sha256": input_sha256(config.input, config.input_kind),
-        "labels_sha256": labels_sha256,
-    }
-    return json.loads(json.dumps(identity))  # as the journal holds it: tuples become lists
-
-
-def _existing_entries(output: str) -> list[str]:
-    """A few of the names in the output folder (hidden ones included), or [] if none."""
-    if "://" not in output:
-        return sorted(os.listdir(output))[:5] if os.path.isdir(output) else []
-    try:
-        found = FileSystems.match([FileSystems.join(output, "**")], limits=[5])[0]
-        return [m.path for m in found.metadata_list]
-    except Exception:  # no such prefix
-        return []
-
-
-def _prepare_output(config: ConvertConfig, identity: dict) -> None:
-    """Refuses to mix with an existing output unless told how; records this run's identity.
-
-    Empty output: start. --overwrite: the old dataset.json and journal go first, so the folder
-    never looks complete while old and new shards sit side by side. --resume: only into an
-    unfinished or finished run of the same identity.
-    """
-    existing = _existing_entries(config.output)
-    recorded = journal.load_run(config.output, config.split)
-    fingerprint = journal.run_fingerprint(identity)
-    if existing and config.resume:
-        if recorded is None:
-            raise ConversionError(
-                f"--resume: {config.output} holds no journal of an imgshard {config.split!r} run "
-                f"(it holds {', '.join(existing)}); pass --overwrite to replace it, or choose "
-                "another --output"
-            )
-        if recorded.get("fingerprint") != fingerprint:
-            differences = journal.describe_differences(recorded.get("identity", {}), identity)
-            raise ConversionError(
-                f"--resume: {config.output} was written by a different configuration, so its "
-                f"shards cannot be reused: {'; '.join(differences) or 'unreadable journal'}. "
-                "Run with the same settings and input, or pass --overwrite, or another --output"
-            )
-        _LOG.info("resuming the run in %s", config.output)
-        return
-    if existing and not config.overwrite:
-        state = (
-            "a finished conversion"
-            if FileSystems.exists(FileSystems.join(config.output, metadata.DATASET_JSON))
-            else "an unfinished conversion"
-            if recorded
-            else "other files"
-        )
-        raise ConversionError(
-            f"{config.output} is not empty: it holds {state} ({', '.join(existing)}). Pass "
-            "--resume to continue or check a run of the same settings, --overwrite to replace "
-            "it, or choose another --output"
-        )
-    if existing:  # --overwrite
-        metadata.remove_files([FileSystems.join(config.output, metadata.DATASET_JSON)])
-        metadata.remove_tree(journal.journal_dir(config.output, config.split))
-    journal.write_run(config.output, config.split, identity)
 
 
 def _load_labels(path: str | None) -> list[str] | None:
@@ -319,7 +233,7 @@ def run(argv: list[str] | None = None) -> ConvertResult:
     identity = {}
     if not dry_run:  # a dry run writes nothing, so it has no output to check
         identity = run_identity(config, version())
-        _prepare_output(config, identity)
+        prepare_output(config, identity)
 
     if config.shuffle == "none":
         _LOG.warning(

@@ -7,7 +7,7 @@ import pytest
 
 from helpers import IN_PROCESS, jpeg, shard_files, sorted_dataset, write
 from imgshard.pipeline import ConversionError, run
-from imgshard.pipeline import convert as convert_module
+from imgshard.pipeline import existing_output
 from imgshard.transforms.journal import journal_dir
 
 
@@ -130,7 +130,7 @@ def test_overwrite_clears_the_old_run_first(dataset, tmp_path, monkeypatch):
 
 def test_a_list_that_changes_during_the_run_fails_it(dataset, tmp_path, monkeypatch):
     # As if the list had been edited between the driver's check and the workers' read.
-    monkeypatch.setattr(convert_module, "input_sha256", lambda uri, kind: "0" * 64)
+    monkeypatch.setattr(existing_output, "input_sha256", lambda uri, kind: "0" * 64)
     with pytest.raises(Exception, match="changed while it was converted"):
         convert(dataset, tmp_path / "out", *FLAGS)
     assert not (tmp_path / "out" / "dataset.json").exists()

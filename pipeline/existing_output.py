@@ -1,0 +1,99 @@
+"""What a run does with an output folder that is not empty: refuse, resume or replace.
+
+A run records its identity (settings, input hash, labels file hash, tool version) in the
+output's journal before it starts (transforms/journal.py); `--resume` continues only a run of
+the same identity, `--overwrite` clears the old run's claims first, and anything else is
+refused, so old and new shards are never silently mixed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+
+from apache_beam.io.filesystems import FileSystems
+
+from imgshard.pipeline.errors import ConversionError
+from imgshard.pipeline.options import ConvertConfig
+from imgshard.transforms import journal, metadata
+from imgshard.transforms.index import input_sha256
+
+__all__ = ["prepare_output", "run_identity"]
+
+_LOG = logging.getLogger("imgshard")
+
+
+def run_identity(config: ConvertConfig, version: str) -> dict:
+    """Everything that decides the output's bytes: a run is only resumed by the same one."""
+    settings = config.to_json_dict()
+    for no_effect_on_shards in ("analyze", "analyze_image_size"):
+        del settings[no_effect_on_shards]
+    labels_sha256 = None
+    if config.labels_file:
+        with FileSystems.open(config.labels_file) as f:
+            labels_sha256 = hashlib.sha256(f.read()).hexdigest()
+    identity = {
+        "tool_version": version,
+        "settings": settings,
+        "input_sha256": input_sha256(config.input, config.input_kind),
+        "labels_sha256": labels_sha256,
+    }
+    return json.loads(json.dumps(identity))  # as the journal holds it: tuples become lists
+
+
+def _existing_entries(output: str) -> list[str]:
+    """A few of the names in the output folder (hidden ones included), or [] if none."""
+    if "://" not in output:
+        return sorted(os.listdir(output))[:5] if os.path.isdir(output) else []
+    try:
+        found = FileSystems.match([FileSystems.join(output, "**")], limits=[5])[0]
+        return [m.path for m in found.metadata_list]
+    except Exception:  # no such prefix
+        return []
+
+
+def prepare_output(config: ConvertConfig, identity: dict) -> None:
+    """Refuses to mix with an existing output unless told how; records this run's identity.
+
+    Empty output: start. --overwrite: the old dataset.json and journal go first, so the folder
+    never looks complete while old and new shards sit side by side. --resume: only into an
+    unfinished or finished run of the same identity.
+    """
+    existing = _existing_entries(config.output)
+    recorded = journal.load_run(config.output, config.split)
+    fingerprint = journal.run_fingerprint(identity)
+    if existing and config.resume:
+        if recorded is None:
+            raise ConversionError(
+                f"--resume: {config.output} holds no journal of an imgshard {config.split!r} run "
+                f"(it holds {', '.join(existing)}); pass --overwrite to replace it, or choose "
+                "another --output"
+            )
+        if recorded.get("fingerprint") != fingerprint:
+            differences = journal.describe_differences(recorded.get("identity", {}), identity)
+            raise ConversionError(
+                f"--resume: {config.output} was written by a different configuration, so its "
+                f"shards cannot be reused: {'; '.join(differences) or 'unreadable journal'}. "
+                "Run with the same settings and input, or pass --overwrite, or another --output"
+            )
+        _LOG.info("resuming the run in %s", config.output)
+        return
+    if existing and not config.overwrite:
+        state = (
+            "a finished conversion"
+            if FileSystems.exists(FileSystems.join(config.output, metadata.DATASET_JSON))
+            else "an unfinished conversion"
+            if recorded
+            else "other files"
+        )
+        raise ConversionError(
+            f"{config.output} is not empty: it holds {state} ({', '.join(existing)}). Pass "
+            "--resume to continue or check a run of the same settings, --overwrite to replace "
+            "it, or choose another --output"
+        )
+    if existing:  # --overwrite
+        metadata.remove_files([FileSystems.join(config.output, metadata.DATASET_JSON)])
+        metadata.remove_tree(journal.journal_dir(config.output, config.split))
+    journal.write_run(config.output, config.split, identity)
