@@ -19,6 +19,7 @@ from imgshard.pipeline.errors import ConversionError
 from imgshard.pipeline.options import ConvertConfig
 from imgshard.transforms import journal, metadata
 from imgshard.transforms.index import input_sha256
+from imgshard.transforms.tfrecord import TMP_MARKER
 
 __all__ = ["prepare_output", "run_identity"]
 
@@ -43,15 +44,22 @@ def run_identity(config: ConvertConfig, version: str) -> dict:
     return json.loads(json.dumps(identity))  # as the journal holds it: tuples become lists
 
 
-def _existing_entries(output: str) -> list[str]:
-    """A few of the names in the output folder (hidden ones included), or [] if none."""
-    if "://" not in output:
-        return sorted(os.listdir(output))[:5] if os.path.isdir(output) else []
-    try:
-        found = FileSystems.match([FileSystems.join(output, "**")], limits=[5])[0]
-        return [m.path for m in found.metadata_list]
-    except Exception:  # no such prefix
-        return []
+def _existing_files(output: str) -> list[str]:
+    """Up to 5 files under the output (hidden ones included), relative to it.
+
+    Temporary files of killed writers do not count: a run killed as it started (before its
+    run.json was in place) leaves nothing that must be resumed.
+    """
+    if "://" in output:
+        try:
+            found = FileSystems.match([FileSystems.join(output, "**")], limits=[1000])[0]
+            paths = [m.path for m in found.metadata_list]
+        except Exception:  # no such prefix
+            paths = []
+    else:
+        paths = [os.path.join(folder, n) for folder, _, names in os.walk(output) for n in names]
+    kept = [p for p in paths if TMP_MARKER not in p.rsplit("/", 1)[-1]]
+    return sorted(p[len(output) :].lstrip("/") for p in kept)[:5]
 
 
 def prepare_output(config: ConvertConfig, identity: dict) -> None:
@@ -61,7 +69,7 @@ def prepare_output(config: ConvertConfig, identity: dict) -> None:
     never looks complete while old and new shards sit side by side. --resume: only into an
     unfinished or finished run of the same identity.
     """
-    existing = _existing_entries(config.output)
+    existing = _existing_files(config.output)
     recorded = journal.load_run(config.output, config.split)
     fingerprint = journal.run_fingerprint(identity)
     if existing and config.resume:

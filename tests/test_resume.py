@@ -6,9 +6,9 @@ import os
 import pytest
 
 from helpers import IN_PROCESS, jpeg, shard_files, sorted_dataset, write
-from imgshard.pipeline import ConversionError, run
-from imgshard.pipeline import existing_output
+from imgshard.pipeline import ConversionError, existing_output, run
 from imgshard.transforms.journal import journal_dir
+from imgshard.transforms.tfrecord import TMP_MARKER
 
 
 def convert(list_path, output, *flags):
@@ -134,3 +134,12 @@ def test_a_list_that_changes_during_the_run_fails_it(dataset, tmp_path, monkeypa
     with pytest.raises(Exception, match="changed while it was converted"):
         convert(dataset, tmp_path / "out", *FLAGS)
     assert not (tmp_path / "out" / "dataset.json").exists()
+
+
+def test_a_run_killed_as_it_started_leaves_nothing_that_blocks_a_plain_rerun(dataset, tmp_path):
+    out = tmp_path / "out"
+    # killed while writing its run.json: only a temporary file in an otherwise empty journal
+    write(os.path.join(journal_dir(str(out), "train"), f".run.json{TMP_MARKER}0123"), b"{")
+    result = convert(dataset, out, *FLAGS)
+    assert result.metadata["num_records"] == 48
+    assert not [n for n in os.listdir(journal_dir(str(out), "train")) if TMP_MARKER in n]
