@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--small", type=int, default=4000)
     parser.add_argument("--large", type=int, default=12000)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--growth", default="2000,8000,32000")
     parser.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "imgshard-bench"))
     parser.add_argument("--results", default=os.path.join(os.path.dirname(__file__), "RESULTS.md"))
@@ -226,13 +226,29 @@ def main(argv: list[str] | None = None) -> int:
     paths = {n: [os.path.join(images, p) for p, _ in _lines(lists[n])] for n in lists}
 
     runs: dict[str, list[float]] = {
-        k: [] for k in ("a_small", "a_large", "t_small", "t_large", "b_small", "b_large", "c", "d")
+        k: []
+        for k in (
+            "a_small",
+            "a_large",
+            "t_small",
+            "t_large",
+            "b_small",
+            "b_large",
+            "c",
+            "d",
+            "f_a",
+            "f_t",
+            "f_default",
+        )
     }
     # Both local modes the job picks between (pipeline/convert.py local_running_mode), forced.
     modes = {
         "a": ("--direct_num_workers=0", "--direct_running_mode=multi_processing"),
         "t": ("--direct_num_workers=0", "--direct_running_mode=multi_threading"),
     }
+    # The fixed cost measured directly: a whole run over 10 images, whose work is negligible.
+    tiny = _subset_list(full_list, 10, os.path.join(args.work, "train-10.txt"))
+    fixed_runs = {"f_a": modes["a"], "f_t": modes["t"], "f_default": ()}
     for repeat in range(args.repeats):
         print(f"round {repeat + 1}/{args.repeats}", flush=True)
         for n, key in ((args.small, "small"), (args.large, "large")):
@@ -243,6 +259,9 @@ def main(argv: list[str] | None = None) -> int:
             runs[f"b_{key}"].append(pool_seconds(_ours, paths[n], cores))
         runs["c"].append(pool_seconds(_naive_pillow, paths[args.small], cores))
         runs["d"].append(tensorflow_seconds(paths[args.small]))
+        for key, flags in fixed_runs.items():
+            out = os.path.join(args.work, "out-tiny")
+            runs[key].append(convert_seconds(tiny, images, out, flags)[0])
     med = {k: statistics.median(v) for k, v in runs.items()}
     extra = args.large - args.small
     marginal_a = (med["a_large"] - med["a_small"]) / extra
@@ -318,9 +337,12 @@ JPEG q90, 16 shards. {args.repeats} alternating rounds; medians (every run liste
   corpus sizes; core-ms are {cores}x these)
 - steady state with threads (a')/(b) = **{rate["t"] / rate["b"]:.2f}**: marginal
   {marginal_t * 1000:.2f} ms per image
-- fixed cost of a run (target <= 3 s), the intercept: start-up, imports, worker spawn, the
-  shuffle and finalize: **{fixed_t:.1f} s with threads** (a'; the local default up to
-  20,000 images), **{fixed_a:.1f} s with worker processes** (a; the default beyond)
+- fixed cost of a run (target <= 3 s): start-up, imports, worker spawn, the shuffle and
+  finalize. Measured directly, a whole run over 10 images: **{med["f_default"]:.1f} s** with the
+  default (one process under 250 images; {runs_of("f_default")}), **{med["f_t"]:.1f} s** with
+  threads (the default up to 20,000 images; {runs_of("f_t")}), **{med["f_a"]:.1f} s** with worker
+  processes (the default beyond; {runs_of("f_a")}). As the intercept of the two corpus sizes
+  (noisier: it extrapolates the slope): {fixed_t:.1f} s (a'), {fixed_a:.1f} s (a)
 - (b)/(c) = **{rate["b"] / rate["c"]:.2f}** (target >= 2): JPEG draft mode + reducing_gap
   vs a full decode
 - (b)/(d) = **{rate["b"] / rate["d"]:.2f}**
