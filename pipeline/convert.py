@@ -174,6 +174,12 @@ def _check_paths_reach_workers(config: ConvertConfig, options: PipelineOptions) 
 
 def _preflight(config: ConvertConfig) -> list[str] | None:
     if config.input_kind == "folder":  # on GCS a folder is a prefix, not an object
+        if (config.output + "/").startswith(config.input.rstrip("/") + "/"):
+            # its shards would be listed as the images of a class on the next run
+            raise ConversionError(
+                f"--output {config.output} is inside the --input folder {config.input}; "
+                "write it elsewhere"
+            )
         pattern = class_folder_pattern(config.input)
         if not FileSystems.match([pattern], limits=[1])[0].metadata_list:
             raise ConversionError(

@@ -91,6 +91,17 @@ def sorted_dataset(root: str, classes: int, per_class: int, names: bool = False)
     return list_path
 
 
+def all_files(output) -> dict[str, bytes]:
+    """Every file under the output, hidden ones (the journal) included, by relative path."""
+    found = {}
+    for folder, _, names in os.walk(output):
+        for name in names:
+            path = os.path.join(folder, name)
+            with open(path, "rb") as f:
+                found[os.path.relpath(path, output)] = f.read()
+    return found
+
+
 def shard_files(output: str, split: str = "train") -> list[str]:
     return sorted(glob.glob(os.path.join(output, f"{split}-*-of-*.tfrecord")))
 

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from helpers import jpeg, shard_files, sorted_dataset, write
+from helpers import all_files, jpeg, shard_files, sorted_dataset, write
 from imgshard.transforms.crash_points import ENV
 from imgshard.transforms.journal import journal_dir
 from imgshard.transforms.tfrecord import TMP_MARKER, iter_records
@@ -61,16 +61,6 @@ def counters(stdout: str) -> dict[str, int]:
     return {name: int(value.replace(",", "")) for name, value in pairs}
 
 
-def output_files(output) -> dict[str, bytes]:
-    """Every file under the output, hidden ones (the journal) included."""
-    found = {}
-    for folder, _, names in os.walk(output):
-        for name in names:
-            path = os.path.join(folder, name)
-            found[os.path.relpath(path, output)] = open(path, "rb").read()
-    return found
-
-
 def assert_every_visible_shard_is_whole(output) -> None:
     for path in shard_files(str(output)):
         with open(path, "rb") as f:
@@ -94,7 +84,7 @@ def reference(dataset, tmp_path_factory):
     out = tmp_path_factory.mktemp("reference") / "out"
     done = convert(dataset, out)
     assert done.returncode == 0, done.stderr
-    return output_files(out)
+    return all_files(out)
 
 
 CRASH_POINTS = [
@@ -129,7 +119,7 @@ def test_a_run_killed_at_a_crash_point_reruns_to_the_same_bytes(
     rerun = convert(dataset, out)
 
     assert rerun.returncode == 0, rerun.stderr
-    assert output_files(out) == reference  # byte for byte, journal included; no temp files
+    assert all_files(out) == reference  # byte for byte, journal included; no temp files
     seen = counters(rerun.stdout)
     assert seen.get("shards_resumed", 0) == len(journaled)
     shards = json.loads(reference["dataset.json"])["shards"]
@@ -146,7 +136,7 @@ def test_temporary_files_of_killed_writers_are_removed_by_the_rerun(dataset, ref
     orphan.write_bytes(b"half a shard")  # as a writer killed mid-shard leaves it
     assert convert(dataset, out).returncode == 0
     assert not orphan.exists()
-    assert output_files(out) == reference
+    assert all_files(out) == reference
 
 
 @pytest.mark.slow
@@ -157,7 +147,7 @@ def test_random_sigkills_of_a_multi_process_run_never_show_a_partial_shard(tmp_p
     started = time.monotonic()
     assert convert(list_path, reference, PROCESSES).returncode == 0
     full_seconds = time.monotonic() - started
-    expected = output_files(reference)
+    expected = all_files(reference)
 
     out = tmp_path / "out"
     partial_seen: list[str] = []
@@ -193,4 +183,4 @@ def test_random_sigkills_of_a_multi_process_run_never_show_a_partial_shard(tmp_p
         watcher.join()
     assert final.returncode == 0, final.stderr
     assert not partial_seen, partial_seen[:3]
-    assert output_files(out) == expected
+    assert all_files(out) == expected

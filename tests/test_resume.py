@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from helpers import IN_PROCESS, jpeg, shard_files, sorted_dataset, write
+from helpers import IN_PROCESS, all_files, jpeg, shard_files, sorted_dataset, write
 from imgshard.pipeline import ConversionError, existing_output, run
 from imgshard.transforms.journal import journal_dir
 from imgshard.transforms.tfrecord import TMP_MARKER
@@ -13,16 +13,6 @@ from imgshard.transforms.tfrecord import TMP_MARKER
 
 def convert(list_path, output, *flags):
     return run(["--input", str(list_path), "--output", str(output), *flags, *IN_PROCESS])
-
-
-def files(output) -> dict[str, bytes]:
-    """Every file under the output, hidden ones included, by relative path."""
-    found = {}
-    for folder, _, names in os.walk(output):
-        for name in names:
-            path = os.path.join(folder, name)
-            found[os.path.relpath(path, output)] = open(path, "rb").read()
-    return found
 
 
 @pytest.fixture
@@ -72,13 +62,13 @@ def test_resume_into_an_empty_output_is_a_fresh_run(dataset, tmp_path):
 def test_a_different_configuration_is_never_resumed_into(dataset, tmp_path, changed_flags, change):
     out = tmp_path / "out"
     convert(dataset, out, *FLAGS)
-    before = files(out)
+    before = all_files(out)
     flags = dict(zip(FLAGS[::2], FLAGS[1::2], strict=True))
     flags.update(dict(zip(changed_flags[::2], changed_flags[1::2], strict=True)))
     with pytest.raises(ConversionError, match="different configuration") as refused:
         convert(dataset, out, *[x for kv in flags.items() for x in kv], "--resume")
     assert change in str(refused.value)
-    assert files(out) == before
+    assert all_files(out) == before
 
 
 def test_a_changed_input_list_is_never_resumed_into(dataset, tmp_path):
@@ -111,7 +101,9 @@ def test_resume_keeps_verified_shards_and_rewrites_damaged_or_missing_ones(datas
         if s["name"] in {"train-00001-of-00005.tfrecord", "train-00003-of-00005.tfrecord"}
     ]
     assert resumed.counters["records_written"] == sum(s["records"] for s in redone)
-    assert files(out) == files(reference)  # rejections of skipped shards came from the journal
+    assert all_files(out) == all_files(
+        reference
+    )  # rejections of skipped shards came from the journal
     assert resumed.metadata["num_rejected"] == 1
 
 
@@ -143,3 +135,10 @@ def test_a_run_killed_as_it_started_leaves_nothing_that_blocks_a_plain_rerun(dat
     result = convert(dataset, out, *FLAGS)
     assert result.metadata["num_records"] == 48
     assert not [n for n in os.listdir(journal_dir(str(out), "train")) if TMP_MARKER in n]
+
+
+def test_an_output_inside_a_folder_input_is_refused(tmp_path):
+    write(str(tmp_path / "images" / "cat" / "a.JPEG"), jpeg(40, 30))
+    with pytest.raises(ConversionError, match="inside the --input folder"):
+        convert(tmp_path / "images", tmp_path / "images" / "shards")
+    assert not (tmp_path / "images" / "shards").exists()
