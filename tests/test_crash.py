@@ -5,6 +5,7 @@ hit (a shard renamed but not yet journaled, dataset.json about to be written); r
 times over a multi-process run cover the rest.
 """
 
+import contextlib
 import json
 import os
 import random
@@ -175,7 +176,8 @@ def test_random_sigkills_of_a_multi_process_run_never_show_a_partial_shard(tmp_p
                 start_new_session=True,  # its own process group: the workers die with it
             )
             time.sleep(rng.uniform(0.3, full_seconds))
-            os.killpg(job.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):  # it may have finished already
+                os.killpg(job.pid, signal.SIGKILL)
             job.wait()
         final = convert(list_path, out, PROCESSES)
     finally:

@@ -1,4 +1,8 @@
-"""Reading image bytes through Beam's FileSystems, a few files ahead of the decoder."""
+"""Reading image bytes through Beam's FileSystems, a few files ahead of the decoder.
+
+Only what the list may name is read: paths inside --image-root (unless the user opts out),
+regular files (no FIFO, device or folder), at most MAX_FILE_BYTES.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,6 @@ import collections
 import concurrent.futures
 import functools
 import os
-import posixpath
 import stat
 from collections.abc import Iterable, Iterator
 
@@ -14,7 +17,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from imgshard.transforms import records
-from imgshard.transforms.index import resolve_image_path
+from imgshard.transforms.index import canonical_path, resolve_image_path
 
 __all__ = [
     "MAX_FILE_BYTES",
@@ -42,18 +45,11 @@ class ReadFailed(Exception):
         self.detail = detail
 
 
-def _normalized(path: str) -> str:
-    if "://" in path:
-        scheme, rest = path.split("://", 1)
-        return f"{scheme}://{posixpath.normpath(rest)}"
-    return posixpath.normpath(path)
-
-
 def is_inside_root(image_root: str, path: str) -> bool:
     """Whether `path` stays inside `image_root`, after `..` and, on local disk, symlinks."""
-    root = _normalized(image_root)
+    root = canonical_path(image_root)
     inside = root.rstrip("/") + "/"
-    if not _normalized(path).startswith(inside):
+    if not canonical_path(path).startswith(inside):
         return False
     if "://" in path:
         return True  # object stores have no symlinks
