@@ -34,7 +34,7 @@ from imgshard.pipeline.existing_output import prepare_output, run_identity
 from imgshard.pipeline.graph import build_graph
 from imgshard.pipeline.options import ConvertConfig, add_convert_arguments, config_from_args
 from imgshard.pipeline.progress import ShardProgress
-from imgshard.transforms import journal, metadata
+from imgshard.transforms import metadata
 from imgshard.transforms.index import class_folder_pattern
 from imgshard.transforms.shard_writer import METRICS_NAMESPACE
 
@@ -236,10 +236,11 @@ def run(argv: list[str] | None = None) -> ConvertResult:
     _check_paths_reach_workers(config, options)
     given_labels = _preflight(config)
     dry_run = options.view_as(TestOptions).dry_run
-    identity = {}
+    fingerprint, input_hash = "", None
     if not dry_run:  # a dry run writes nothing, so it has no output to check
         identity = run_identity(config, version())
-        prepare_output(config, identity)
+        fingerprint = prepare_output(config, identity)
+        input_hash = identity["input_sha256"]
 
     if config.shuffle == "none":
         _LOG.warning(
@@ -255,8 +256,8 @@ def run(argv: list[str] | None = None) -> ConvertResult:
         config,
         given_labels,
         version(),
-        fingerprint=journal.run_fingerprint(identity) if identity else "",
-        input_sha256=identity.get("input_sha256"),
+        fingerprint=fingerprint,
+        input_sha256=input_hash,
     )
     if dry_run:  # Dataflow validates the graph and options, submits nothing, writes nothing
         result = pipeline.run()

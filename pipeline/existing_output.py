@@ -62,8 +62,9 @@ def _existing_files(output: str) -> list[str]:
     return sorted(p[len(output) :].lstrip("/") for p in kept)[:5]
 
 
-def prepare_output(config: ConvertConfig, identity: dict) -> None:
-    """Refuses to mix with an existing output unless told how; records this run's identity.
+def prepare_output(config: ConvertConfig, identity: dict) -> str:
+    """Refuses to mix with an existing output unless told how; records this run's identity
+    and returns its fingerprint, which the shard writers journal under.
 
     Empty output: start. --overwrite: the old dataset.json and journal go first, so the folder
     never looks complete while old and new shards sit side by side. --resume: only into an
@@ -87,7 +88,7 @@ def prepare_output(config: ConvertConfig, identity: dict) -> None:
                 "Run with the same settings and input, or pass --overwrite, or another --output"
             )
         _LOG.info("resuming the run in %s", config.output)
-        return
+        return fingerprint
     if existing and not config.overwrite:
         state = (
             "a finished conversion"
@@ -105,3 +106,4 @@ def prepare_output(config: ConvertConfig, identity: dict) -> None:
         metadata.remove_files([FileSystems.join(config.output, metadata.DATASET_JSON)])
         metadata.remove_tree(journal.journal_dir(config.output, config.split))
     journal.write_run(config.output, config.split, identity)
+    return fingerprint

@@ -6,6 +6,7 @@ import glob
 import io
 import os
 import struct
+import sys
 
 import numpy as np
 from PIL import Image
@@ -14,6 +15,15 @@ from imgshard.transforms.tfrecord import iter_records
 
 # In-process runner: fast for small tests. Tests that need worker processes say so.
 IN_PROCESS = ["--direct_num_workers=1", "--direct_running_mode=in_memory"]
+# The console script as a user runs it.
+IMGSHARD = os.path.join(os.path.dirname(sys.executable), "imgshard")
+
+
+def convert(list_path, output, *flags, runner=IN_PROCESS):
+    """`imgshard convert` in this process, in one process unless `runner` says otherwise."""
+    from imgshard.pipeline import run
+
+    return run(["--input", str(list_path), "--output", str(output), *flags, *runner])
 
 
 def photo(width: int, height: int, seed: int = 0) -> Image.Image:

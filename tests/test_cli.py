@@ -1,14 +1,11 @@
 """The `imgshard` console script as a user runs it: default local runner, output, exit codes."""
 
-import os
 import subprocess
 import sys
 
 import pytest
 
-from helpers import shard_files, sorted_dataset
-
-IMGSHARD = os.path.join(os.path.dirname(sys.executable), "imgshard")
+from helpers import IMGSHARD, shard_files, sorted_dataset
 
 
 def imgshard(*args, cwd=None):

@@ -6,7 +6,7 @@ import os
 import pytest
 
 from helpers import (
-    IN_PROCESS,
+    convert,
     encode,
     jpeg,
     labels_in_order,
@@ -16,13 +16,9 @@ from helpers import (
     sorted_dataset,
     write,
 )
-from imgshard.pipeline import ConversionError, run
+from imgshard.pipeline import ConversionError
 from imgshard.transforms import records
 from imgshard.transforms.mixing import distinct_ratio
-
-
-def convert(list_path, output, *flags, runner=IN_PROCESS):
-    return run(["--input", str(list_path), "--output", str(output), *flags, *runner])
 
 
 def shard_bytes(output) -> dict[str, bytes]:

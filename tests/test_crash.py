@@ -11,19 +11,16 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import threading
 import time
 
 import pytest
 
-from helpers import all_files, jpeg, shard_files, sorted_dataset, write
+from helpers import IMGSHARD, IN_PROCESS, all_files, jpeg, shard_files, sorted_dataset, write
 from imgshard.transforms.crash_points import ENV
 from imgshard.transforms.journal import journal_dir
 from imgshard.transforms.tfrecord import TMP_MARKER, iter_records
 
-IMGSHARD = os.path.join(os.path.dirname(sys.executable), "imgshard")
-IN_PROCESS = ("--direct_num_workers=1", "--direct_running_mode=in_memory")
 PROCESSES = ("--direct_num_workers=2", "--direct_running_mode=multi_processing")
 NUM_SHARDS = 8
 

@@ -15,13 +15,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from helpers import IN_PROCESS, encode, jpeg, photo, write
+from helpers import IMGSHARD, IN_PROCESS, encode, jpeg, photo, write
 from imgshard.pipeline import ConversionError, run
 from imgshard.transforms import records
 from imgshard.transforms.image import ImageRejected, ImageSpec, ResizeSpec, process_image
 from imgshard.transforms.reading import MAX_FILE_BYTES, ReadFailed, read_bytes
-
-IMGSHARD = os.path.join(os.path.dirname(sys.executable), "imgshard")
 
 # Real encoder output of each format the decode path meets, small enough to fuzz quickly.
 SEEDS = {

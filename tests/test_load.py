@@ -3,16 +3,14 @@
 import json
 import os
 import subprocess
-import sys
 import threading
 import time
 
 import psutil
 import pytest
 
-from helpers import class_color_jpeg, jpeg
+from helpers import IMGSHARD, class_color_jpeg, jpeg
 
-IMGSHARD = os.path.join(os.path.dirname(sys.executable), "imgshard")
 # The mode the job picks for 100k inputs, forced on the small run too: growth, not a mode switch.
 PROCESSES = ("--direct_num_workers=0", "--direct_running_mode=multi_processing")
 CLASSES = 100

@@ -5,14 +5,10 @@ import os
 
 import pytest
 
-from helpers import IN_PROCESS, all_files, jpeg, shard_files, sorted_dataset, write
-from imgshard.pipeline import ConversionError, existing_output, run
+from helpers import all_files, convert, jpeg, shard_files, sorted_dataset, write
+from imgshard.pipeline import ConversionError, existing_output
 from imgshard.transforms.journal import journal_dir
 from imgshard.transforms.tfrecord import TMP_MARKER
-
-
-def convert(list_path, output, *flags):
-    return run(["--input", str(list_path), "--output", str(output), *flags, *IN_PROCESS])
 
 
 @pytest.fixture
