@@ -32,8 +32,10 @@ from apache_beam.options.pipeline_options import (
 from imgshard.pipeline.errors import ConversionError
 from imgshard.pipeline.existing_output import prepare_output, run_identity
 from imgshard.pipeline.graph import build_graph
+from imgshard.pipeline.input_sample import check_input_sample
 from imgshard.pipeline.options import ConvertConfig, add_convert_arguments, config_from_args
 from imgshard.pipeline.progress import ShardProgress
+from imgshard.pipeline.unknown_flags import add_unknown_flags_argument, check_unknown_flags
 from imgshard.transforms import metadata
 from imgshard.transforms.index import class_folder_pattern
 from imgshard.transforms.shard_writer import METRICS_NAMESPACE
@@ -230,11 +232,14 @@ def run(argv: list[str] | None = None) -> ConvertResult:
     """Runs the conversion; raises ConversionError (or ValueError for bad flags)."""
     parser = argparse.ArgumentParser(prog="imgshard convert")
     add_convert_arguments(parser)
+    add_unknown_flags_argument(parser)
     args, beam_args = parser.parse_known_args(argv)
+    check_unknown_flags(beam_args, parser, allow=args.allow_unknown_flags)
     config = config_from_args(args)
     options = pipeline_options(beam_args, _count_inputs(config, PROCESSES_FROM_INPUTS))
     _check_paths_reach_workers(config, options)
     given_labels = _preflight(config)
+    check_input_sample(config, given_labels)
     dry_run = options.view_as(TestOptions).dry_run
     fingerprint, input_hash = "", None
     if not dry_run:  # a dry run writes nothing, so it has no output to check

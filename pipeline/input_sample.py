@@ -1,0 +1,115 @@
+"""A look at the first entries of the index before any worker starts.
+
+A misconfigured input (absolute paths outside the list's folder, the wrong --image-root, a
+--labels file with other names) is otherwise converted to the end and only then refused by
+--max-reject-fraction. When most of a sample fails for one reason, the run stops within
+seconds with that reason and the flag that fixes it. Fewer failures are left to the job: it
+rejects them one by one with their lines.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import itertools
+import os
+from collections import Counter
+from collections.abc import Sequence
+
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
+from imgshard.pipeline.errors import ConversionError
+from imgshard.pipeline.options import ConvertConfig
+from imgshard.transforms import records
+from imgshard.transforms.index import parse_csv, parse_list, resolve_image_path
+from imgshard.transforms.reading import is_inside_root
+
+__all__ = ["check_input_sample"]
+
+SAMPLE_ENTRIES = 1000
+# Existence costs a request per object on gs://: fewer of them, in parallel.
+SAMPLE_EXISTS = 64
+_EXISTS_THREADS = 16
+# Below this many sampled entries the sample says too little to stop a run.
+MIN_SAMPLE = 10
+
+
+def _first_entries(config: ConvertConfig) -> list[records.IndexEntry]:
+    with FileSystems.open(config.input, compression_type=CompressionTypes.AUTO) as f:
+        lines = list(itertools.islice(f, SAMPLE_ENTRIES + 1))  # +1: a CSV header
+    if config.input_kind == "csv":
+        parsed = parse_csv(lines, config.path_column, config.label_column)
+    else:
+        parsed = parse_list(lines)
+    return [item for item in parsed if isinstance(item, records.IndexEntry)]
+
+
+def _exists(path: str) -> bool:
+    return os.path.exists(path) if "://" not in path else FileSystems.exists(path)
+
+
+def _reasons(
+    config: ConvertConfig, entries: list[records.IndexEntry], labels: Sequence[str] | None
+) -> tuple[list[tuple[records.IndexEntry, str, str]], int]:
+    """(entry, reason, resolved path) for each sampled entry the job would reject, and how
+    many entries were checked for existence."""
+    known = set(labels) if labels is not None else None
+    failed, readable = [], []
+    for entry in entries:
+        resolved = resolve_image_path(config.image_root, entry.path)
+        if known is not None and entry.label not in known:
+            failed.append((entry, records.UNKNOWN_LABEL, resolved))
+        elif not config.allow_outside_root and not is_inside_root(config.image_root, resolved):
+            failed.append((entry, records.OUTSIDE_ROOT, resolved))
+        else:
+            readable.append((entry, resolved))
+    checked = readable[:SAMPLE_EXISTS] if "://" in config.image_root else readable
+    with concurrent.futures.ThreadPoolExecutor(_EXISTS_THREADS) as pool:
+        found = pool.map(_exists, [resolved for _, resolved in checked])
+        for (entry, resolved), exists in zip(checked, found, strict=True):
+            if not exists:
+                failed.append((entry, records.MISSING_FILE, resolved))
+    return failed, len(checked)
+
+
+def _advice(
+    config: ConvertConfig, reason: str, failed: list[tuple[records.IndexEntry, str, str]]
+) -> str:
+    example_entry, _, example = failed[0]
+    if reason == records.UNKNOWN_LABEL:
+        return (
+            f"labels such as {example_entry.label!r} are not in --labels {config.labels_file}: "
+            "the list and the labels file must name classes alike (or drop --labels)"
+        )
+    if reason == records.OUTSIDE_ROOT:
+        absolute = [p for _, _, p in failed if "://" not in p and p.startswith("/")]
+        kind = "absolute paths" if len(absolute) == len(failed) else "paths"
+        fix = "--allow-outside-root"
+        if absolute:
+            fix = f"--image-root {os.path.commonpath(absolute)} or {fix}"
+        return f"{kind} outside --image-root {config.image_root} (e.g. {example}): pass {fix}"
+    return (
+        f"images that do not exist under --image-root {config.image_root} (e.g. {example}): "
+        "pass the folder the list's paths are relative to as --image-root"
+    )
+
+
+def check_input_sample(config: ConvertConfig, labels: Sequence[str] | None) -> None:
+    """Raises ConversionError when most of the first entries would be rejected alike."""
+    if config.input_kind == "folder":
+        return  # listed files exist, lie inside the root, and their folders are the labels
+    entries = _first_entries(config)
+    if len(entries) < MIN_SAMPLE:
+        return
+    failed, checked_exist = _reasons(config, entries, labels)
+    if not failed:
+        return
+    reason, count = Counter(reason for _, reason, _ in failed).most_common(1)[0]
+    sampled = checked_exist if reason == records.MISSING_FILE else len(entries)
+    if count * 2 <= sampled:
+        return
+    same = [f for f in failed if f[1] == reason]
+    raise ConversionError(
+        f"{count} of {sampled} entries sampled from the start of {config.input} would be "
+        f"rejected as {reason}: {_advice(config, reason, same)}. Nothing was converted."
+    )
