@@ -23,7 +23,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 .DEFAULT_GOAL := help
 
-.PHONY: help install install-dev demo repro train bench bench-resume bench-input test lint format clean
+.PHONY: help install install-dev demo repro train bench bench-resume bench-input flink-up flink-down test lint format clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -76,6 +76,12 @@ bench-resume: $(VENV)/.installed-bench ## finishing a run killed at 80% vs a ful
 
 bench-input: install-dev ## input pipeline images/s vs a bare read+decode loop (benchmarks/RESULTS-input.md)
 	$(BIN)/python benchmarks/input_pipeline.py
+
+flink-up: install ## start a real Flink 1.20 session cluster on loopback (1 JobManager, 2 TaskManagers, a Beam worker pool)
+	PYTHON=$(abspath $(BIN)/python) deploy/flink/local-cluster.sh up
+
+flink-down: ## stop the cluster of make flink-up
+	deploy/flink/local-cluster.sh down
 
 test: install-dev ## run the test suite (hermetic; no network)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
