@@ -23,7 +23,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 .DEFAULT_GOAL := help
 
-.PHONY: help install install-dev demo repro train bench bench-resume bench-input flink-up flink-down test lint format clean
+.PHONY: help install install-dev demo repro train bench bench-resume bench-input bench-image flink-up flink-down test lint format clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -73,6 +73,9 @@ bench: $(VENV)/.installed-bench ## conversion vs the bare limit, growth, shuffle
 
 bench-resume: $(VENV)/.installed-bench ## finishing a run killed at 80% vs a full run (benchmarks/RESULTS-resume.md)
 	$(BIN)/python benchmarks/resume.py
+
+bench-image: $(VENV)/.installed-bench ## per-image decode+resize paths: CPU ms vs fidelity (benchmarks/RESULTS-image.md)
+	$(BIN)/python benchmarks/image_paths.py
 
 bench-input: install-dev ## input pipeline images/s vs a bare read+decode loop (benchmarks/RESULTS-input.md)
 	$(BIN)/python benchmarks/input_pipeline.py
