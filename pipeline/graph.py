@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.pvalue import AsList, AsSingleton, TaggedOutput
+from apache_beam.pvalue import AsDict, AsList, AsSingleton, TaggedOutput
 
 from imgshard.pipeline.options import ConvertConfig
 from imgshard.transforms import metadata, records
 from imgshard.transforms.analysis import TRANSFORM_DIR
+from imgshard.transforms.boxes import read_boxes
 from imgshard.transforms.crash_points import crash_point
 from imgshard.transforms.index import read_index
 from imgshard.transforms.labels import DistinctLabels, Vocabulary, build_vocabulary
@@ -136,7 +137,7 @@ class Finalize(beam.DoFn):
         metadata.write_outputs(self._config.output, meta, rejections, vocabulary)
         crash_point("finalize_after_dataset_json")
         metadata.remove_stale_files(
-            self._config.output, self._config.split, [s["name"] for s in meta["shards"]]
+            self._config.output, self._config.split, metadata.output_files(meta)
         )
         yield meta
 
@@ -207,6 +208,15 @@ def build_graph(
         keyed = deduped.kept
         rejected.append(deduped[REJECTED])
 
+    boxes = {}
+    if config.boxes:  # file name without extension -> its boxes, beside every shard writer
+        found = (
+            p
+            | "BoxesSource" >> beam.Create([config.boxes])
+            | "ReadBoxes" >> beam.FlatMap(read_boxes)
+        )
+        boxes = {"boxes": AsDict(found)}
+
     # One (shard, None) per shard id: every shard gets a group, so empty shards are written too.
     every_shard = num_shards | "EveryShard" >> beam.FlatMap(lambda n: ((i, None) for i in range(n)))
     written = (
@@ -226,10 +236,14 @@ def build_graph(
                     allow_outside_root=config.allow_outside_root,
                     fingerprint=fingerprint,
                     resume=config.resume,
+                    boxes=bool(config.boxes),
+                    index_files=config.index_files,
+                    format=config.format,
                 )
             ),
             num_shards=AsSingleton(num_shards),
             vocabulary=AsSingleton(vocabulary),
+            **boxes,
         ).with_outputs(WriteShard.REJECTED, WriteShard.SUMMARIES, main="shards")
     )
     rejected.append(written[WriteShard.REJECTED])

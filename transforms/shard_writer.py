@@ -6,7 +6,9 @@ This is where the image bytes are first touched: only index entries crossed the 
 from __future__ import annotations
 
 import collections
+import contextlib
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import apache_beam as beam
@@ -15,22 +17,42 @@ from apache_beam.metrics import Metrics
 
 from imgshard.transforms import journal
 from imgshard.transforms.analysis import image_summary
+from imgshard.transforms.boxes import Box, boxes_key, transform_boxes
 from imgshard.transforms.crash_points import crash_point
 from imgshard.transforms.example import decode_example, image_example
 from imgshard.transforms.image import ImageRejected, ImageSpec, process_image
 from imgshard.transforms.labels import Vocabulary
 from imgshard.transforms.reading import ReadFailed, read_ahead, read_image
+from imgshard.transforms.record_index import index_name, write_index
 from imgshard.transforms.records import Rejection, ShardResult
 from imgshard.transforms.sharding import drop_duplicates
 from imgshard.transforms.tfrecord import TFRecordWriter, atomic_output, iter_records
 
-__all__ = ["METRICS_NAMESPACE", "WriteShard", "WriterConfig", "shard_name", "write_shard"]
+__all__ = [
+    "FORMATS",
+    "METRICS_NAMESPACE",
+    "WriteShard",
+    "WriterConfig",
+    "shard_name",
+    "write_shard",
+]
 
 METRICS_NAMESPACE = "imgshard"
+# Shard file formats (--format) and their file-name extensions.
+FORMATS = {"tfrecord": "tfrecord", "array_record": "array_record"}
 
 
-def shard_name(split: str, shard: int, num_shards: int) -> str:
-    return f"{split}-{shard:05d}-of-{num_shards:05d}.tfrecord"
+def shard_name(split: str, shard: int, num_shards: int, fmt: str = "tfrecord") -> str:
+    return f"{split}-{shard:05d}-of-{num_shards:05d}.{FORMATS[fmt]}"
+
+
+def _record_writer(fmt: str, stream):
+    """A writer of serialized records onto the shard's stream, as a context manager."""
+    if fmt == "array_record":
+        from imgshard.transforms.array_record_output import ArrayRecordShardWriter
+
+        return ArrayRecordShardWriter(stream)
+    return contextlib.nullcontext(TFRecordWriter(stream))
 
 
 @dataclass(frozen=True)
@@ -46,6 +68,9 @@ class WriterConfig:
     fingerprint: the run's identity (transforms/journal.py); when set, every written shard
       is journaled with its size and SHA-256.
     resume: skip a shard whose journal entry is this run's and whose file still matches it.
+    boxes: write image/object/bbox/* features (--boxes), from the boxes given to write_shard.
+    index_files: write `{shard}.idx` beside each TFRecord shard, before the shard appears.
+    format: "tfrecord" or "array_record".
     """
 
     output: str
@@ -57,6 +82,9 @@ class WriterConfig:
     allow_outside_root: bool = False
     fingerprint: str = ""
     resume: bool = False
+    boxes: bool = False
+    index_files: bool = False
+    format: str = "tfrecord"
 
 
 def write_shard(
@@ -65,12 +93,14 @@ def write_shard(
     num_shards: int,
     vocabulary: Vocabulary,
     config: WriterConfig,
+    boxes: Mapping[str, tuple[Box, ...]] | None = None,
 ) -> tuple[ShardResult, list[Rejection]]:
     """Writes `{split}-{shard}-of-{num_shards}.tfrecord` from its index entries.
 
     Args:
       entries: `(key, line, path, label_id)` tuples; written in key order, first listing of a
         path only.
+      boxes: file name without extension -> its boxes in the stored image (config.boxes).
 
     Returns:
       The shard's result, the entries rejected while writing it, and the image summaries
@@ -80,37 +110,48 @@ def write_shard(
     label_counts: collections.Counter[int] = collections.Counter()
     summaries = []
     bytes_in = 0
-    name = shard_name(config.split, shard, num_shards)
+    name = shard_name(config.split, shard, num_shards, config.format)
+    index = ("", 0, "")
     with atomic_output(FileSystems.join(config.output, name)) as stream:
-        writer = TFRecordWriter(stream)
-        reads = read_ahead(
-            kept, lambda e: read_image(config.image_root, e[2], config.allow_outside_root)
-        )
-        for (_, line, path, label), data in reads:
-            try:
-                if isinstance(data, ReadFailed):
-                    raise data
-                image = process_image(data, config.image)
-            except (ReadFailed, ImageRejected) as failure:
-                rejections.append(
-                    Rejection(line, path, vocabulary.names[label], failure.reason, failure.detail)
-                )
-                continue
-            writer.write(
-                image_example(
-                    image.encoded,
-                    image.height,
-                    image.width,
-                    image.channels,
-                    label + config.label_offset,
-                    vocabulary.names[label],
-                    path,
-                )
+        with _record_writer(config.format, stream) as writer:
+            reads = read_ahead(
+                kept, lambda e: read_image(config.image_root, e[2], config.allow_outside_root)
             )
-            label_counts[label] += 1
-            bytes_in += len(data)
-            if config.summaries:
-                summaries.append(image_summary(image.encoded))
+            for (_, line, path, label), data in reads:
+                try:
+                    if isinstance(data, ReadFailed):
+                        raise data
+                    image = process_image(data, config.image)
+                except (ReadFailed, ImageRejected) as failure:
+                    rejections.append(
+                        Rejection(
+                            line, path, vocabulary.names[label], failure.reason, failure.detail
+                        )
+                    )
+                    continue
+                image_boxes = None
+                if config.boxes:
+                    found = (boxes or {}).get(boxes_key(path), ())
+                    image_boxes = transform_boxes(found, image.orientation, image.crop)
+                writer.write(
+                    image_example(
+                        image.encoded,
+                        image.height,
+                        image.width,
+                        image.channels,
+                        label + config.label_offset,
+                        vocabulary.names[label],
+                        path,
+                        image_boxes,
+                    )
+                )
+                label_counts[label] += 1
+                bytes_in += len(data)
+                if config.summaries:
+                    summaries.append(image_summary(image.encoded))
+        if config.index_files:  # in place before the shard is, so a visible shard has its index
+            idx = index_name(name)
+            index = (idx, *write_index(FileSystems.join(config.output, idx), writer.frame_sizes))
     result = ShardResult(
         shard,
         name,
@@ -119,6 +160,7 @@ def write_shard(
         writer.sha256,
         dict(sorted(label_counts.items())),
         bytes_in,
+        *index,
     )
     return result, rejections, summaries
 
@@ -127,7 +169,7 @@ def resume_shard(
     shard: int, num_shards: int, config: WriterConfig
 ) -> tuple[ShardResult, list[Rejection], list[dict]] | None:
     """The journaled result of a shard already written by this run, if its file verifies."""
-    name = shard_name(config.split, shard, num_shards)
+    name = shard_name(config.split, shard, num_shards, config.format)
     entry = journal.load_shard_entry(config.output, config.split, config.fingerprint, name)
     if entry is None:
         return None
@@ -135,12 +177,25 @@ def resume_shard(
     path = FileSystems.join(config.output, name)
     if not journal.file_matches(path, result.bytes, result.sha256):
         return None
+    if result.index_name and not journal.file_matches(
+        FileSystems.join(config.output, result.index_name), result.index_bytes, result.index_sha256
+    ):
+        return None  # the shard is rewritten with its index: the same bytes again
     summaries = []
     if config.summaries:  # the analyzers need them again; the written pixels give them
-        with FileSystems.open(path) as f:
-            for record in iter_records(f):
-                summaries.append(image_summary(decode_example(record)["image/encoded"][0]))
+        for record in _records(path, config.format):
+            summaries.append(image_summary(decode_example(record)["image/encoded"][0]))
     return result, rejections, summaries
+
+
+def _records(path: str, fmt: str):
+    if fmt == "array_record":
+        from imgshard.transforms.array_record_output import read_array_records
+
+        yield from read_array_records(path)
+        return
+    with FileSystems.open(path) as f:
+        yield from iter_records(f)
 
 
 class WriteShard(beam.DoFn):
@@ -161,7 +216,7 @@ class WriteShard(beam.DoFn):
         self._shard_seconds = Metrics.distribution(METRICS_NAMESPACE, "shard_write_ms")
         self._resumed = Metrics.counter(METRICS_NAMESPACE, "shards_resumed")
 
-    def process(self, element, num_shards: int, vocabulary: Vocabulary):
+    def process(self, element, num_shards: int, vocabulary: Vocabulary, boxes=None):
         shard, grouped = element
         entries = [e for e in grouped if e is not None]
         config = self._config
@@ -172,7 +227,7 @@ class WriteShard(beam.DoFn):
         else:
             started = time.monotonic()
             result, rejections, summaries = write_shard(
-                shard, entries, num_shards, vocabulary, config
+                shard, entries, num_shards, vocabulary, config, boxes
             )
             crash_point("shard_renamed")
             if config.fingerprint:
