@@ -23,7 +23,7 @@ import hashlib
 import json
 import logging
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
@@ -64,11 +64,13 @@ class AuditResult:
     report: everything measured, JSON-ready (what --json prints).
     histograms: records per (shard, label code), for the heatmap.
     label_values: the label value of each code.
+    shards: (path, record count) of every shard read, in raw order.
     """
 
     report: dict
     histograms: np.ndarray
     label_values: list
+    shards: list = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -371,7 +373,8 @@ def audit(
             )
     report["failures"] = failures
     report["verdict"] = "FAIL" if failures else "PASS"
-    return AuditResult(report, histograms, scan.label_values)
+    shards = [(s.path, s.records) for s in scan.shards]
+    return AuditResult(report, histograms, scan.label_values, shards)
 
 
 def _tensorflow_available() -> bool:
@@ -500,6 +503,18 @@ def add_audit_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="write a PNG: shard x label heatmap and distinct labels per window",
     )
+    parser.add_argument(
+        "--sheet",
+        default=None,
+        help="write a PNG contact sheet of records sampled evenly across the shards, each "
+        "with its class name and size (and boxes)",
+    )
+    parser.add_argument(
+        "--sheet-records",
+        type=int,
+        default=48,
+        help="records on the contact sheet (default 48)",
+    )
 
 
 def main(argv: list[str]) -> int:
@@ -508,6 +523,8 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="imgshard audit", description=__doc__.split("\n")[0])
     add_audit_arguments(parser)
     args = parser.parse_args(argv)
+    if args.sheet and args.sheet_records < 1:
+        parser.error(f"--sheet-records must be at least 1, got {args.sheet_records}")
     readers = (
         []
         if args.no_reader_order
@@ -529,5 +546,9 @@ def main(argv: list[str]) -> int:
         return 2
     if args.plot:
         plot_report(result, args.plot)
+    if args.sheet and result.report["records"]:
+        from imgshard.pipeline.contact_sheet import draw_contact_sheet
+
+        draw_contact_sheet(result.shards, args.sheet, args.sheet_records, args.label_key)
     print(json.dumps(result.report, indent=1) if args.json else format_report(result.report))
     return 0 if result.passed else 1

@@ -30,7 +30,14 @@ from imgshard.transforms.tfrecord import CorruptRecordError, iter_records
 ARRAY_RECORD_SUFFIX = ".array_record"
 _FRAME_OVERHEAD = 16  # TFRecord: 8 length + 4 length CRC + 4 data CRC bytes
 
-__all__ = ["ARRAY_RECORD_SUFFIX", "ScanResult", "ShardScan", "box_problem", "scan_shards"]
+__all__ = [
+    "ARRAY_RECORD_SUFFIX",
+    "ScanResult",
+    "ShardScan",
+    "box_problem",
+    "iter_shard_records",
+    "scan_shards",
+]
 
 _LOG = logging.getLogger("imgshard")
 MAX_ERRORS_KEPT = 100
@@ -162,6 +169,17 @@ def _scan_array_record(path: str, shard: ShardScan, on_record, result: ScanResul
         raise
     except Exception as e:  # the reader raises on a damaged file (checksums, truncation)
         result.error("read", path, index + 1, f"{type(e).__name__}: {e}")
+
+
+def iter_shard_records(path: str):
+    """The serialized records of one shard, TFRecord or ArrayRecord (by its extension)."""
+    if path.endswith(ARRAY_RECORD_SUFFIX):
+        from imgshard.transforms.array_record_output import read_array_records
+
+        yield from read_array_records(path)
+        return
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        yield from iter_records(f)
 
 
 def box_problem(features: dict) -> str | None:

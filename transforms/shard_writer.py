@@ -25,8 +25,9 @@ from imgshard.transforms.labels import Vocabulary
 from imgshard.transforms.reading import ReadFailed, read_ahead, read_image
 from imgshard.transforms.record_index import index_name, write_index
 from imgshard.transforms.records import Rejection, ShardResult
+from imgshard.transforms.shard_scan import iter_shard_records
 from imgshard.transforms.sharding import drop_duplicates
-from imgshard.transforms.tfrecord import TFRecordWriter, atomic_output, iter_records
+from imgshard.transforms.tfrecord import TFRecordWriter, atomic_output
 
 __all__ = [
     "FORMATS",
@@ -183,19 +184,9 @@ def resume_shard(
         return None  # the shard is rewritten with its index: the same bytes again
     summaries = []
     if config.summaries:  # the analyzers need them again; the written pixels give them
-        for record in _records(path, config.format):
+        for record in iter_shard_records(path):
             summaries.append(image_summary(decode_example(record)["image/encoded"][0]))
     return result, rejections, summaries
-
-
-def _records(path: str, fmt: str):
-    if fmt == "array_record":
-        from imgshard.transforms.array_record_output import read_array_records
-
-        yield from read_array_records(path)
-        return
-    with FileSystems.open(path) as f:
-        yield from iter_records(f)
 
 
 class WriteShard(beam.DoFn):
