@@ -110,6 +110,11 @@ class ConvertConfig:
             set_default(self, "boxes", _absolute(self.boxes).rstrip("/") or "/")
         if self.format not in FORMATS:
             raise ValueError(f"--format must be one of {FORMATS}, got {self.format!r}")
+        if self.format == "array_record":
+            from imgshard.transforms import array_record_output
+
+            if not array_record_output.available():  # fail here, not in every worker
+                raise ValueError(f"--format array_record: {array_record_output.MISSING_PACKAGE}")
         if self.index_files and self.format != "tfrecord":
             raise ValueError(
                 "--index-files is for TFRecord shards; ArrayRecord files hold their own index"

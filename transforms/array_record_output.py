@@ -16,20 +16,37 @@ import shutil
 import tempfile
 from typing import BinaryIO
 
-__all__ = ["ARRAY_RECORD_OPTIONS", "ArrayRecordShardWriter", "read_array_records"]
+__all__ = [
+    "ARRAY_RECORD_OPTIONS",
+    "ArrayRecordShardWriter",
+    "MISSING_PACKAGE",
+    "available",
+    "read_array_records",
+]
 
 ARRAY_RECORD_OPTIONS = "group_size:1,uncompressed"
 _COPY_CHUNK = 8 << 20
+
+
+MISSING_PACKAGE = (
+    "ArrayRecord shards need the array-record package: pip install 'imgshard[array-record]'"
+)
 
 
 def _module():
     try:
         from array_record.python import array_record_module
     except ImportError as e:
-        raise ImportError(
-            "ArrayRecord shards need the array-record package: pip install 'imgshard[array-record]'"
-        ) from e
+        raise ImportError(MISSING_PACKAGE) from e
     return array_record_module
+
+
+def available() -> bool:
+    try:
+        _module()
+    except ImportError:
+        return False
+    return True
 
 
 class ArrayRecordShardWriter:
