@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from helpers import all_files, convert, shard_files, sorted_dataset
-from imgshard.pipeline.audit import audit
+from imgshard.pipeline.audit import audit, default_readers
 from imgshard.transforms.tfrecord import iter_records
 
 FLAGS = ("--num-shards", "3", "--resize", "shorter:16")
@@ -81,8 +81,9 @@ def test_the_audit_reads_array_record_shards_and_catches_damage(outputs, tmp_pat
     import shutil
 
     array_out, _, _ = outputs
-    report = audit(str(array_out)).report
+    report = audit(str(array_out), readers=default_readers(16, 10_000, 0)).report
     assert report["verdict"] == "PASS" and report["format"] == "array_record"
+    assert report["reader_order"] == {} and "replay tf.data's TFRecord" in report["note"]
     assert report["records"] == 36 and report["integrity"]["dataset_json"]["mismatches"] == []
 
     damaged = tmp_path / "damaged"
