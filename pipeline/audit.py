@@ -317,8 +317,12 @@ def audit(
         integrity["index_files"] = index_files
         if index_files["mismatches"]:
             failures.append(f"integrity: {len(index_files['mismatches'])} index files differ")
-    if scan.records_with_boxes or "boxes" in scan.error_counts:
-        integrity["boxes"] = {"records": scan.records_with_boxes, "boxes": scan.boxes}
+    if scan.records_with_box_features:
+        integrity["boxes"] = {
+            "records": scan.records_with_boxes,
+            "boxes": scan.boxes,
+            "records_with_box_features": scan.records_with_box_features,
+        }
     if list_file:
         integrity["list"] = _check_list(list_file, scan, folder, meta)
         if not integrity["list"]["ok"]:

@@ -54,8 +54,9 @@ def _integrity_lines(report: dict) -> list[str]:
     boxed = integrity.get("boxes")
     if boxed:
         ok = not integrity["errors"].get("boxes")
-        text = f"{boxed['boxes']:,} boxes in {boxed['records']:,} records" + (
-            ", all inside [0, 1] with min < max" if ok else "; some are malformed (see above)"
+        text = (
+            f"{boxed['boxes']:,} boxes in {boxed['records']:,} of {report['records']:,} records"
+            + (", all inside [0, 1] with min < max" if ok else "; some are malformed (see above)")
         )
         lines.append(_line(ok, "boxes", text))
     listed = integrity.get("list")

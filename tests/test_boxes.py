@@ -219,13 +219,21 @@ def test_demo_boxes_reach_every_record_and_pass_the_audit(demo, tmp_path):
     assert result.metadata["schema"]["image/object/bbox/xmin"] == "float list"
     report = audit(str(tmp_path / "out")).report
     assert report["verdict"] == "PASS"
-    assert report["integrity"]["boxes"] == {"records": 60, "boxes": 60}
+    assert report["integrity"]["boxes"] == {
+        "records": 60,
+        "boxes": 60,
+        "records_with_box_features": 60,
+    }
+    assert result.counters["records_with_boxes"] == 60
 
 
 def test_images_without_boxes_get_empty_box_lists(demo, tmp_path):
     list_path, _ = demo
     csv_path = write(str(tmp_path / "one.csv"), b"0000.jpg,0.1,0.2,0.3,0.4\n")
-    convert(list_path, tmp_path / "out", "--resize", "shorter:32", "--boxes", csv_path)
+    result = convert(list_path, tmp_path / "out", "--resize", "shorter:32", "--boxes", csv_path)
+    assert result.counters["records_with_boxes"] == 1  # the summary says how many matched
+    boxes = audit(str(tmp_path / "out")).report["integrity"]["boxes"]
+    assert boxes == {"records": 1, "boxes": 1, "records_with_box_features": 60}
     records = {r["image/filename"]: r for r in read_examples(str(tmp_path / "out"))}
     assert records[b"0/0000.jpg"]["image/object/bbox/xmin"] == pytest.approx(0.1)
     others = [r for name, r in records.items() if name != b"0/0000.jpg"]

@@ -64,6 +64,7 @@ class ScanResult:
     paths: image/filename of every record, when asked for.
     errors: (kind, shard, record index, detail), the first MAX_ERRORS_KEPT.
     error_counts: errors by kind: "crc", "read", "parse", "label", "boxes", "decode".
+    records_with_box_features: records with image/object/bbox/* features (maybe empty).
     records_with_boxes, boxes: records holding at least one box, and boxes in all.
     """
 
@@ -73,6 +74,7 @@ class ScanResult:
     paths: collections.Counter = field(default_factory=collections.Counter)
     errors: list[tuple[str, str, int, str]] = field(default_factory=list)
     error_counts: collections.Counter = field(default_factory=collections.Counter)
+    records_with_box_features: int = 0
     records_with_boxes: int = 0
     boxes: int = 0
 
@@ -217,6 +219,7 @@ def _scan_record(data, index, shard, result, label_key, decode, keep_paths) -> N
     shard.label_counts[value] += 1
     if BOX_COORDINATES[0] in features:
         boxes = len(features[BOX_COORDINATES[0]])
+        result.records_with_box_features += 1
         result.records_with_boxes += boxes > 0
         result.boxes += boxes
         if problem := box_problem(features):

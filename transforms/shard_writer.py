@@ -110,7 +110,7 @@ def write_shard(
     kept, rejections = drop_duplicates(entries, vocabulary.names)
     label_counts: collections.Counter[int] = collections.Counter()
     summaries = []
-    bytes_in = 0
+    bytes_in = with_boxes = 0
     name = shard_name(config.split, shard, num_shards, config.format)
     index = ("", 0, "")
     with atomic_output(FileSystems.join(config.output, name)) as stream:
@@ -134,6 +134,7 @@ def write_shard(
                 if config.boxes:
                     found = (boxes or {}).get(boxes_key(path), ())
                     image_boxes = transform_boxes(found, image.orientation, image.crop)
+                    with_boxes += bool(image_boxes)
                 writer.write(
                     image_example(
                         image.encoded,
@@ -153,6 +154,8 @@ def write_shard(
         if config.index_files:  # in place before the shard is, so a visible shard has its index
             idx = index_name(name)
             index = (idx, *write_index(FileSystems.join(config.output, idx), writer.frame_sizes))
+    if config.boxes:  # in the run's summary: boxes matched by file name, or none at all
+        Metrics.counter(METRICS_NAMESPACE, "records_with_boxes").inc(with_boxes)
     result = ShardResult(
         shard,
         name,
