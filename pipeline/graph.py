@@ -5,8 +5,10 @@ BuildVocabulary  distinct labels           -> Vocabulary                       (
 ChooseShardCount count of entries          -> N                                (side input)
 AssignShard      -> (shard, (key, line, path, label_id))  key = hash(seed, path)
 GroupByShard     only these ~55-byte index entries cross the shuffle
-WriteShard       per shard: read + decode + resize + encode in key order, one atomic file,
-                 then its journal entry (or, with --resume, the journaled result if it verifies)
+ReadBoxes        with --boxes: file name -> its boxes                       (side input)
+WriteShard       per shard: read + decode + resize + encode in key order, one atomic file
+                 (and its index file), then its journal entry (or, with --resume, the
+                 journaled result if it verifies)
 Finalize         dataset.json, labels.txt, {split}-rejected.jsonl
 """
 

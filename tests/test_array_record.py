@@ -86,6 +86,11 @@ def test_the_audit_reads_array_record_shards_and_catches_damage(outputs, tmp_pat
     assert report["reader_order"] == {} and "replay tf.data's TFRecord" in report["note"]
     assert report["records"] == 36 and report["integrity"]["dataset_json"]["mismatches"] == []
 
+    from imgshard.pipeline.contact_sheet import draw_contact_sheet
+
+    cells = draw_contact_sheet(audit(str(array_out)).shards, str(tmp_path / "sheet.png"), n=4)
+    assert [c.caption[1] for c in cells] == ["16x16"] * 4  # read back from ArrayRecord
+
     damaged = tmp_path / "damaged"
     shutil.copytree(array_out, damaged)
     os.remove(damaged / "dataset.json")  # so only reading the file can find the damage
@@ -103,3 +108,11 @@ def test_without_the_package_the_run_stops_before_it_starts(dataset, tmp_path, m
     with pytest.raises(ValueError, match=r"pip install 'imgshard\[array-record\]'"):
         convert(dataset, tmp_path / "out", "--format", "array_record")
     assert not os.path.exists(tmp_path / "out")
+
+
+def test_overwriting_with_another_format_leaves_no_old_shards(dataset, tmp_path):
+    out = tmp_path / "out"
+    convert(dataset, out, *FLAGS, "--index-files")
+    convert(dataset, out, *FLAGS, "--format", "array_record", "--overwrite")
+    left = sorted(n for n in os.listdir(out) if n.startswith("train-0"))
+    assert left == [f"train-0000{i}-of-00003.array_record" for i in range(3)]
