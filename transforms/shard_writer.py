@@ -113,44 +113,44 @@ def write_shard(
     bytes_in = with_boxes = 0
     name = shard_name(config.split, shard, num_shards, config.format)
     index = ("", 0, "")
-    with atomic_output(FileSystems.join(config.output, name)) as stream:
-        with _record_writer(config.format, stream) as writer:
-            reads = read_ahead(
-                kept, lambda e: read_image(config.image_root, e[2], config.allow_outside_root)
-            )
-            for (_, line, path, label), data in reads:
-                try:
-                    if isinstance(data, ReadFailed):
-                        raise data
-                    image = process_image(data, config.image)
-                except (ReadFailed, ImageRejected) as failure:
-                    rejections.append(
-                        Rejection(
-                            line, path, vocabulary.names[label], failure.reason, failure.detail
-                        )
-                    )
-                    continue
-                image_boxes = None
-                if config.boxes:
-                    found = (boxes or {}).get(boxes_key(path), ())
-                    image_boxes = transform_boxes(found, image.orientation, image.crop)
-                    with_boxes += bool(image_boxes)
-                writer.write(
-                    image_example(
-                        image.encoded,
-                        image.height,
-                        image.width,
-                        image.channels,
-                        label + config.label_offset,
-                        vocabulary.names[label],
-                        path,
-                        image_boxes,
-                    )
+    with (
+        atomic_output(FileSystems.join(config.output, name)) as stream,
+        _record_writer(config.format, stream) as writer,
+    ):
+        reads = read_ahead(
+            kept, lambda e: read_image(config.image_root, e[2], config.allow_outside_root)
+        )
+        for (_, line, path, label), data in reads:
+            try:
+                if isinstance(data, ReadFailed):
+                    raise data
+                image = process_image(data, config.image)
+            except (ReadFailed, ImageRejected) as failure:
+                rejections.append(
+                    Rejection(line, path, vocabulary.names[label], failure.reason, failure.detail)
                 )
-                label_counts[label] += 1
-                bytes_in += len(data)
-                if config.summaries:
-                    summaries.append(image_summary(image.encoded))
+                continue
+            image_boxes = None
+            if config.boxes:
+                found = (boxes or {}).get(boxes_key(path), ())
+                image_boxes = transform_boxes(found, image.orientation, image.crop)
+                with_boxes += bool(image_boxes)
+            writer.write(
+                image_example(
+                    image.encoded,
+                    image.height,
+                    image.width,
+                    image.channels,
+                    label + config.label_offset,
+                    vocabulary.names[label],
+                    path,
+                    image_boxes,
+                )
+            )
+            label_counts[label] += 1
+            bytes_in += len(data)
+            if config.summaries:
+                summaries.append(image_summary(image.encoded))
         if config.index_files:  # in place before the shard is, so a visible shard has its index
             idx = index_name(name)
             index = (idx, *write_index(FileSystems.join(config.output, idx), writer.frame_sizes))
