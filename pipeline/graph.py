@@ -5,7 +5,7 @@ BuildVocabulary  distinct labels           -> Vocabulary                       (
 ChooseShardCount count of entries          -> N                                (side input)
 AssignShard      -> (shard, (key, line, path, label_id))  key = hash(seed, path)
 GroupByShard     only these ~55-byte index entries cross the shuffle
-ReadBoxes        with --boxes: file name -> its boxes                       (side input)
+ReadBoxes        with --boxes: box files read in parallel -> file name -> its boxes (side input)
 WriteShard       per shard: read + decode + resize + encode in key order, one atomic file
                  (and its index file), then its journal entry (or, with --resume, the
                  journaled result if it verifies)
@@ -21,7 +21,7 @@ from apache_beam.pvalue import AsDict, AsList, AsSingleton, TaggedOutput
 from imgshard.pipeline.options import ConvertConfig
 from imgshard.transforms import metadata, records
 from imgshard.transforms.analysis import TRANSFORM_DIR
-from imgshard.transforms.boxes import read_boxes
+from imgshard.transforms.boxes import box_files, merge_boxes, read_box_file
 from imgshard.transforms.crash_points import crash_point
 from imgshard.transforms.index import read_index
 from imgshard.transforms.labels import DistinctLabels, Vocabulary, build_vocabulary
@@ -215,7 +215,10 @@ def build_graph(
         found = (
             p
             | "BoxesSource" >> beam.Create([config.boxes])
-            | "ReadBoxes" >> beam.FlatMap(read_boxes)
+            | "ListBoxFiles" >> beam.FlatMap(box_files)
+            | "SpreadBoxFiles" >> beam.Reshuffle()  # ILSVRC has ~545k XML files: many readers
+            | "ReadBoxes" >> beam.FlatMap(read_box_file)  # (name, boxes)
+            | "MergeBoxes" >> beam.CombinePerKey(merge_boxes)
         )
         boxes = {"boxes": AsDict(found)}
 

@@ -110,6 +110,20 @@ def test_the_csv_of_process_bounding_boxes_is_read_and_grouped_by_image(tmp_path
     }
 
 
+def test_boxes_of_one_image_in_several_files_are_merged_in_a_fixed_order(tmp_path):
+    folder = tmp_path / "bbox"
+    write(str(folder / "b" / "img.xml"), voc(100, 100, (50, 50, 90, 90)))
+    write(str(folder / "a" / "img.xml"), voc(100, 100, (10, 10, 40, 40)))
+    expected = (f32(0.1, 0.1, 0.4, 0.4), f32(0.5, 0.5, 0.9, 0.9))
+    assert dict(read_boxes(str(folder))) == {"img": expected}
+    # the job reads the files in parallel and merges them the same way
+    write(str(tmp_path / "d" / "c" / "img.jpg"), encode(Image.new("RGB", (100, 100)), "JPEG"))
+    write(str(tmp_path / "d" / "train.txt"), b"c/img.jpg c\n")
+    convert(tmp_path / "d" / "train.txt", tmp_path / "out", "--boxes", str(folder))
+    (record,) = read_examples(str(tmp_path / "out"))
+    assert list(zip(*(record[k] for k in BOX_KEYS), strict=True)) == list(expected)
+
+
 @pytest.mark.parametrize(
     "name,data,message",
     [

@@ -29,8 +29,11 @@ from apache_beam.io.filesystems import FileSystems
 __all__ = [
     "Box",
     "BoxesError",
+    "box_files",
     "boxes_key",
     "boxes_source_sha256",
+    "merge_boxes",
+    "read_box_file",
     "read_boxes",
     "transform_boxes",
 ]
@@ -122,30 +125,52 @@ def _csv_rows(uri: str, data: bytes) -> Iterator[tuple[str, Box | None]]:
         yield boxes_key(row[0].strip()), _clip(*corners)
 
 
+def box_files(uri: str) -> list[str]:
+    """The files to read: the CSV itself, or every XML file of the folder (sorted)."""
+    if _is_csv(uri):
+        return [uri]
+    files = _xml_files(uri)
+    if not files:
+        raise BoxesError(_NO_XML.format(uri=uri))
+    return files
+
+
+def read_box_file(path: str) -> Iterator[tuple[str, tuple[Box, ...]]]:
+    """(file name without extension, its boxes) for each image one box file annotates."""
+    try:
+        with FileSystems.open(path) as f:
+            data = f.read()
+    except Exception as e:
+        raise BoxesError(f"--boxes {path} cannot be read: {e}") from None
+    if not _is_csv(path):
+        yield boxes_key(path), tuple(parse_voc_xml(data, path))
+        return
+    by_key: dict[str, list[Box]] = {}
+    for key, box in _csv_rows(path, data):
+        by_key.setdefault(key, [])
+        if box:
+            by_key[key].append(box)
+    for key, boxes in by_key.items():
+        yield key, tuple(boxes)
+
+
+def merge_boxes(groups) -> tuple[Box, ...]:
+    """The boxes of one image from all the files that annotate it (e.g. the same file name in
+    two class folders), in sorted order: the same result whatever order the files are read in
+    (a Beam combiner may see them in any order, and partially merged)."""
+    return tuple(sorted(box for group in groups for box in group))
+
+
 def read_boxes(uri: str) -> Iterator[tuple[str, tuple[Box, ...]]]:
     """(file name without extension, its boxes) for every annotated image of `uri`, a CSV file
-    or a folder of VOC XML files. Raises BoxesError on an unreadable source or entry."""
-    by_key: dict[str, list[Box]] = {}
-    if _is_csv(uri):
-        try:
-            with FileSystems.open(uri) as f:
-                data = f.read()
-        except Exception as e:
-            raise BoxesError(f"--boxes {uri} cannot be read: {e}") from None
-        for key, box in _csv_rows(uri, data):
-            by_key.setdefault(key, [])
-            if box:
-                by_key[key].append(box)
-    else:
-        files = _xml_files(uri)
-        if not files:
-            raise BoxesError(_NO_XML.format(uri=uri))
-        for path in files:
-            with FileSystems.open(path) as f:
-                data = f.read()
-            by_key.setdefault(boxes_key(path), []).extend(parse_voc_xml(data, path))
+    or a folder of VOC XML files, sorted by name. Raises BoxesError on an unreadable source
+    or entry. (The conversion job reads the files in parallel with the same functions.)"""
+    by_key: dict[str, list[tuple[Box, ...]]] = {}
+    for path in box_files(uri):
+        for key, boxes in read_box_file(path):
+            by_key.setdefault(key, []).append(boxes)
     for key in sorted(by_key):
-        yield key, tuple(by_key[key])
+        yield key, merge_boxes(by_key[key])
 
 
 def boxes_source_sha256(uri: str) -> str:
