@@ -1,12 +1,13 @@
 """`imgshard audit`: prove that shards are complete and well mixed, or show where they are not.
 
-Works on any TFRecord shards with the standard ImageNet schema (ours or another tool's),
-local or gs://. One streaming pass checks integrity and measures the raw order; the reader
-views replay the shards through tf.data exactly as a trainer would read them.
+Works on any TFRecord or ArrayRecord shards with the standard ImageNet schema (ours or
+another tool's), local or gs://. One streaming pass checks integrity and measures the raw
+order; the reader views replay the shards through tf.data exactly as a trainer would read them.
 
 Verdict thresholds (PASS needs all of them; 1.0 means "as good as an i.i.d. sample"):
-  integrity        no CRC, parse, label or decode error; counts and checksums equal
-                   dataset.json's; with --list, every input found exactly once
+  integrity        no CRC, parse, label, box or decode error; counts and checksums equal
+                   dataset.json's; every index file (`{shard}.idx`) matches its shard;
+                   with --list, every input found exactly once
   raw order        distinct labels per window >= 0.95 of i.i.d.;
                    largest count of one label per window <= 1.5x i.i.d.
   reader order     distinct labels per window >= 0.95 of i.i.d., for each reader modelled
@@ -18,10 +19,11 @@ from __future__ import annotations
 
 import argparse
 import collections
+import hashlib
 import json
 import logging
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
@@ -30,8 +32,14 @@ from imgshard.transforms import metadata
 from imgshard.transforms.accounting import account_for_list
 from imgshard.transforms.index import detect_kind, read_index
 from imgshard.transforms.mixing import WindowStats, shard_skew, window_stats
+from imgshard.transforms.record_index import INDEX_SUFFIX, index_name
 from imgshard.transforms.records import SourceInfo
-from imgshard.transforms.shard_scan import ScanResult, log_progress, scan_shards
+from imgshard.transforms.shard_scan import (
+    ARRAY_RECORD_SUFFIX,
+    ScanResult,
+    log_progress,
+    scan_shards,
+)
 
 __all__ = ["THRESHOLDS", "AuditError", "AuditResult", "ReaderModel", "audit", "main"]
 
@@ -43,7 +51,7 @@ THRESHOLDS = {
     "max_skew_ratio": 1.5,
 }
 MIN_WINDOWS = 16  # below this many windows per view, the window shrinks
-_NOT_SHARDS = (".json", ".jsonl", ".txt", ".png", ".csv", ".md")
+_NOT_SHARDS = (".json", ".jsonl", ".txt", ".png", ".csv", ".md", INDEX_SUFFIX)
 
 
 class AuditError(Exception):
@@ -56,11 +64,13 @@ class AuditResult:
     report: everything measured, JSON-ready (what --json prints).
     histograms: records per (shard, label code), for the heatmap.
     label_values: the label value of each code.
+    shards: (path, record count) of every shard read, in raw order.
     """
 
     report: dict
     histograms: np.ndarray
     label_values: list
+    shards: list = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -106,7 +116,12 @@ def find_shards(target: str) -> tuple[list[str], str, dict | None]:
     if FileSystems.exists(meta_path):
         meta = metadata.load_metadata(folder)
     if is_glob:
-        paths = [m.path for m in FileSystems.match([target])[0].metadata_list]
+        paths = [
+            m.path
+            for m in FileSystems.match([target])[0].metadata_list
+            # `train-*` also matches train-rejected.jsonl and the index files
+            if not m.path.endswith(_NOT_SHARDS)
+        ]
         if meta and {FileSystems.split(p)[1] for p in paths} != {s["name"] for s in meta["shards"]}:
             meta = None  # the glob picks other files than dataset.json describes
     elif meta:
@@ -121,6 +136,33 @@ def find_shards(target: str) -> tuple[list[str], str, dict | None]:
     if not paths:
         raise AuditError(f"no shard files found at {target}")
     return paths, folder, meta
+
+
+def check_index_files(scan: ScanResult, meta: dict | None) -> dict:
+    """Each TFRecord shard's index file (listed in dataset.json, or found beside the shard)
+    must hold exactly the `offset length` lines of the records read."""
+    described = {s["name"]: s.get("index") for s in meta["shards"]} if meta else {}
+    checked, problems = 0, []
+    for shard in scan.shards:
+        if not shard.index_sha256:  # not a TFRecord shard
+            continue
+        folder, name = FileSystems.split(shard.path)
+        listed = described.get(name)
+        path = FileSystems.join(folder, listed["name"] if listed else index_name(name))
+        if not listed and not FileSystems.exists(path):
+            continue
+        checked += 1
+        try:
+            with FileSystems.open(path) as f:
+                data = f.read()
+        except Exception:
+            problems.append(f"{name}: its index file {FileSystems.split(path)[1]} is missing")
+            continue
+        if hashlib.sha256(data).hexdigest() != shard.index_sha256:
+            problems.append(f"{name}: its index file does not match the records read")
+        elif listed and listed.get("sha256") != shard.index_sha256:
+            problems.append(f"{name}: its index file differs from dataset.json's")
+    return {"checked": checked, "mismatches": problems}
 
 
 def choose_window(records: int, batch_size: int) -> int:
@@ -245,6 +287,7 @@ def audit(
     report: dict = {
         "target": target,
         "shards": len(paths),
+        "format": "array_record" if paths[0].endswith(ARRAY_RECORD_SUFFIX) else "tfrecord",
         "records": records,
         "labels": len(scan.label_values),
         "thresholds": THRESHOLDS,
@@ -269,6 +312,17 @@ def audit(
         integrity["dataset_json"] = {"checked": True, "mismatches": mismatches}
         if mismatches:
             failures.append(f"integrity: {len(mismatches)} differences from dataset.json")
+    index_files = check_index_files(scan, meta)
+    if index_files["checked"]:
+        integrity["index_files"] = index_files
+        if index_files["mismatches"]:
+            failures.append(f"integrity: {len(index_files['mismatches'])} index files differ")
+    if scan.records_with_box_features:
+        integrity["boxes"] = {
+            "records": scan.records_with_boxes,
+            "boxes": scan.boxes,
+            "records_with_box_features": scan.records_with_box_features,
+        }
     if list_file:
         integrity["list"] = _check_list(list_file, scan, folder, meta)
         if not integrity["list"]["ok"]:
@@ -287,6 +341,12 @@ def audit(
             report["raw_order"] = _view(raw)
             _judge(raw, "raw order", failures, check_max=True)
             report["reader_order"] = {}
+            if readers and report["format"] == "array_record":
+                readers = []
+                report["note"] = (
+                    "reader views skipped: they replay tf.data's TFRecord readers; the raw "
+                    "order is what a sequential ArrayRecord reader sees"
+                )
             if readers and not _tensorflow_available():
                 readers = []
                 report["note"] = (
@@ -323,7 +383,8 @@ def audit(
             )
     report["failures"] = failures
     report["verdict"] = "FAIL" if failures else "PASS"
-    return AuditResult(report, histograms, scan.label_values)
+    shards = [(s.path, s.records) for s in scan.shards]
+    return AuditResult(report, histograms, scan.label_values, shards)
 
 
 def _tensorflow_available() -> bool:
@@ -452,6 +513,18 @@ def add_audit_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="write a PNG: shard x label heatmap and distinct labels per window",
     )
+    parser.add_argument(
+        "--sheet",
+        default=None,
+        help="write a PNG contact sheet of records sampled evenly across the shards, each "
+        "with its class name and size (and boxes)",
+    )
+    parser.add_argument(
+        "--sheet-records",
+        type=int,
+        default=48,
+        help="records on the contact sheet (default 48)",
+    )
 
 
 def main(argv: list[str]) -> int:
@@ -460,6 +533,8 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="imgshard audit", description=__doc__.split("\n")[0])
     add_audit_arguments(parser)
     args = parser.parse_args(argv)
+    if args.sheet and args.sheet_records < 1:
+        parser.error(f"--sheet-records must be at least 1, got {args.sheet_records}")
     readers = (
         []
         if args.no_reader_order
@@ -481,5 +556,9 @@ def main(argv: list[str]) -> int:
         return 2
     if args.plot:
         plot_report(result, args.plot)
+    if args.sheet and result.report["records"]:
+        from imgshard.pipeline.contact_sheet import draw_contact_sheet
+
+        draw_contact_sheet(result.shards, args.sheet, args.sheet_records, args.label_key)
     print(json.dumps(result.report, indent=1) if args.json else format_report(result.report))
     return 0 if result.passed else 1

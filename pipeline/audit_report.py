@@ -28,6 +28,8 @@ def _integrity_lines(report: dict) -> list[str]:
         ]
     else:
         checked = "framing, CRC and Example parse checked"
+        if report.get("format") == "array_record":
+            checked = "ArrayRecord read and Example parse checked"
         if integrity.get("decoded"):
             checked += ", every image decoded to its recorded size"
         lines = [_line(True, "integrity", f"{report['records']:,} records: {checked}")]
@@ -40,6 +42,23 @@ def _integrity_lines(report: dict) -> list[str]:
             else "shard counts, checksums and label counts match"
         )
         lines.append(_line(not problems, "dataset.json", text))
+    indexed = integrity.get("index_files")
+    if indexed:
+        problems = indexed["mismatches"]
+        text = (
+            f"{len(problems)} of {indexed['checked']:,} differ, e.g. {problems[0]}"
+            if problems
+            else f"{indexed['checked']:,} index files match their shards record for record"
+        )
+        lines.append(_line(not problems, "index files", text))
+    boxed = integrity.get("boxes")
+    if boxed:
+        ok = not integrity["errors"].get("boxes")
+        text = (
+            f"{boxed['boxes']:,} boxes in {boxed['records']:,} of {report['records']:,} records"
+            + (", all inside [0, 1] with min < max" if ok else "; some are malformed (see above)")
+        )
+        lines.append(_line(ok, "boxes", text))
     listed = integrity.get("list")
     if listed and listed["ok"]:
         lines.append(

@@ -18,6 +18,7 @@ from apache_beam.io.filesystems import FileSystems
 from imgshard.pipeline.errors import ConversionError
 from imgshard.pipeline.options import ConvertConfig
 from imgshard.transforms import journal, metadata
+from imgshard.transforms.boxes import boxes_source_sha256
 from imgshard.transforms.index import input_sha256
 from imgshard.transforms.tfrecord import TMP_MARKER
 
@@ -41,6 +42,8 @@ def run_identity(config: ConvertConfig, version: str) -> dict:
         "input_sha256": input_sha256(config.input, config.input_kind),
         "labels_sha256": labels_sha256,
     }
+    if config.boxes:  # the boxes written into the records
+        identity["boxes_sha256"] = boxes_source_sha256(config.boxes)
     return json.loads(json.dumps(identity))  # as the journal holds it: tuples become lists
 
 

@@ -5,8 +5,10 @@ BuildVocabulary  distinct labels           -> Vocabulary                       (
 ChooseShardCount count of entries          -> N                                (side input)
 AssignShard      -> (shard, (key, line, path, label_id))  key = hash(seed, path)
 GroupByShard     only these ~55-byte index entries cross the shuffle
-WriteShard       per shard: read + decode + resize + encode in key order, one atomic file,
-                 then its journal entry (or, with --resume, the journaled result if it verifies)
+ReadBoxes        with --boxes: box files read in parallel -> file name -> its boxes (side input)
+WriteShard       per shard: read + decode + resize + encode in key order, one atomic file
+                 (and its index file), then its journal entry (or, with --resume, the
+                 journaled result if it verifies)
 Finalize         dataset.json, labels.txt, {split}-rejected.jsonl
 """
 
@@ -14,11 +16,12 @@ from __future__ import annotations
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.pvalue import AsList, AsSingleton, TaggedOutput
+from apache_beam.pvalue import AsDict, AsList, AsSingleton, TaggedOutput
 
 from imgshard.pipeline.options import ConvertConfig
 from imgshard.transforms import metadata, records
 from imgshard.transforms.analysis import TRANSFORM_DIR
+from imgshard.transforms.boxes import box_files, merge_boxes, read_box_file
 from imgshard.transforms.crash_points import crash_point
 from imgshard.transforms.index import read_index
 from imgshard.transforms.labels import DistinctLabels, Vocabulary, build_vocabulary
@@ -136,7 +139,7 @@ class Finalize(beam.DoFn):
         metadata.write_outputs(self._config.output, meta, rejections, vocabulary)
         crash_point("finalize_after_dataset_json")
         metadata.remove_stale_files(
-            self._config.output, self._config.split, [s["name"] for s in meta["shards"]]
+            self._config.output, self._config.split, metadata.output_files(meta)
         )
         yield meta
 
@@ -207,6 +210,18 @@ def build_graph(
         keyed = deduped.kept
         rejected.append(deduped[REJECTED])
 
+    boxes = {}
+    if config.boxes:  # file name without extension -> its boxes, beside every shard writer
+        found = (
+            p
+            | "BoxesSource" >> beam.Create([config.boxes])
+            | "ListBoxFiles" >> beam.FlatMap(box_files)
+            | "SpreadBoxFiles" >> beam.Reshuffle()  # ILSVRC has ~545k XML files: many readers
+            | "ReadBoxes" >> beam.FlatMap(read_box_file)  # (name, boxes)
+            | "MergeBoxes" >> beam.CombinePerKey(merge_boxes)
+        )
+        boxes = {"boxes": AsDict(found)}
+
     # One (shard, None) per shard id: every shard gets a group, so empty shards are written too.
     every_shard = num_shards | "EveryShard" >> beam.FlatMap(lambda n: ((i, None) for i in range(n)))
     written = (
@@ -226,10 +241,14 @@ def build_graph(
                     allow_outside_root=config.allow_outside_root,
                     fingerprint=fingerprint,
                     resume=config.resume,
+                    boxes=bool(config.boxes),
+                    index_files=config.index_files,
+                    format=config.format,
                 )
             ),
             num_shards=AsSingleton(num_shards),
             vocabulary=AsSingleton(vocabulary),
+            **boxes,
         ).with_outputs(WriteShard.REJECTED, WriteShard.SUMMARIES, main="shards")
     )
     rejected.append(written[WriteShard.REJECTED])

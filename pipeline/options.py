@@ -16,6 +16,7 @@ from imgshard.transforms.index import detect_kind
 __all__ = ["ConvertConfig", "add_convert_arguments", "config_from_args"]
 
 SHUFFLE_MODES = ("global", "none")
+FORMATS = ("tfrecord", "array_record")
 LABEL_KINDS = ("auto", "int", "name")
 
 
@@ -45,6 +46,10 @@ class ConvertConfig:
         absolute paths, symlinks leading out of it); rejected by default.
       analyze: compute dataset statistics with tf.Transform and write {output}/transform_fn.
       analyze_image_size: the model input size baked into the transform_fn's preprocessing.
+      boxes: a folder of ILSVRC bbox XML files or process_bounding_boxes.py's CSV; the boxes
+        are written into the records (image/object/bbox/*). None: no box features.
+      index_files: write a random-access index `{shard}.idx` beside each TFRecord shard.
+      format: "tfrecord" or "array_record" (needs imgshard[array-record]).
     """
 
     input: str
@@ -67,6 +72,9 @@ class ConvertConfig:
     allow_outside_root: bool = False
     analyze: bool = False
     analyze_image_size: int = 224
+    boxes: str | None = None
+    index_files: bool = False
+    format: str = "tfrecord"
 
     def __post_init__(self):
         if not self.input:
@@ -98,6 +106,19 @@ class ConvertConfig:
             raise ValueError(f"--analyze-image-size must be >= 1, got {self.analyze_image_size}")
         if self.overwrite and self.resume:
             raise ValueError("--overwrite and --resume exclude each other: replace, or continue")
+        if self.boxes:
+            set_default(self, "boxes", _absolute(self.boxes).rstrip("/") or "/")
+        if self.format not in FORMATS:
+            raise ValueError(f"--format must be one of {FORMATS}, got {self.format!r}")
+        if self.format == "array_record":
+            from imgshard.transforms import array_record_output
+
+            if not array_record_output.available():  # fail here, not in every worker
+                raise ValueError(f"--format array_record: {array_record_output.MISSING_PACKAGE}")
+        if self.index_files and self.format != "tfrecord":
+            raise ValueError(
+                "--index-files is for TFRecord shards; ArrayRecord files hold their own index"
+            )
         if not self.split or "/" in self.split or self.split.startswith("."):
             raise ValueError(f"--split must be a plain file-name prefix, got {self.split!r}")
 
@@ -253,6 +274,24 @@ def add_convert_arguments(parser: argparse.ArgumentParser) -> None:
         default=224,
         help="model input size of the transform_fn preprocessing (default 224)",
     )
+    parser.add_argument(
+        "--boxes",
+        default=None,
+        help="ILSVRC bounding boxes: a folder of Pascal-VOC XML files or the CSV of "
+        "process_bounding_boxes.py; written as image/object/bbox/* (matched by file name)",
+    )
+    parser.add_argument(
+        "--index-files",
+        action="store_true",
+        help="write {shard}.idx (offset length per record) beside each shard, for DALI and "
+        "the tfrecord package",
+    )
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="tfrecord",
+        help="shard file format (default tfrecord; array_record needs imgshard[array-record])",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> ConvertConfig:
@@ -285,4 +324,7 @@ def config_from_args(args: argparse.Namespace) -> ConvertConfig:
         allow_outside_root=args.allow_outside_root,
         analyze=args.analyze,
         analyze_image_size=args.analyze_image_size,
+        boxes=args.boxes,
+        index_files=args.index_files,
+        format=args.format,
     )

@@ -15,7 +15,7 @@ from apache_beam.io.filesystems import FileSystems
 __all__ = ["ShardProgress"]
 
 _LOG = logging.getLogger("imgshard")
-_NAME = re.compile(r"-(\d{5})-of-(\d{5})\.tfrecord$")
+_NAME = re.compile(r"-(\d{5})-of-(\d{5})\.(tfrecord|array_record)$")  # not index files
 
 
 def _format_duration(seconds: float) -> str:
@@ -27,7 +27,7 @@ class ShardProgress:
     """Logs 'shards k/N written, bytes and rate, elapsed, ~time left' while the job runs."""
 
     def __init__(self, output: str, split: str, interval: float = 2.0):
-        self._pattern = FileSystems.join(output, f"{split}-*-of-*.tfrecord")
+        self._pattern = FileSystems.join(output, f"{split}-*-of-*")
         self._interval = interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="imgshard-progress", daemon=True)

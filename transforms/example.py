@@ -12,6 +12,7 @@ Wire format (tensorflow/core/example/{example,feature}.proto):
   Feature   { oneof kind { BytesList bytes_list = 1; FloatList float_list = 2;
                            Int64List int64_list = 3; } }
   BytesList { repeated bytes value = 1; }
+  FloatList { repeated float value = 1 [packed = true]; }
   Int64List { repeated int64 value = 1 [packed = true]; }
 """
 
@@ -21,16 +22,32 @@ import struct
 from collections.abc import Mapping, Sequence
 
 __all__ = [
+    "BOX_COORDINATES",
     "ExampleDecodeError",
     "FeatureValue",
+    "Floats",
     "decode_example",
     "encode_example",
     "image_example",
 ]
 
-FeatureValue = bytes | int | Sequence[bytes] | Sequence[int]
+
+class Floats(tuple):
+    """A float feature (FloatList, float32 on the wire). A wrapper rather than a guess from the
+    values, so that an empty list still has its type (an empty Int64List is other bytes)."""
+
+
+FeatureValue = bytes | int | Sequence[bytes] | Sequence[int] | Floats
 
 _LEN = 2  # wire type of length-delimited fields
+
+# The box features of tf/models' build_imagenet_data.py (plus image/object/bbox/label).
+BOX_COORDINATES = (
+    "image/object/bbox/xmin",
+    "image/object/bbox/ymin",
+    "image/object/bbox/xmax",
+    "image/object/bbox/ymax",
+)
 
 
 def _varint(value: int) -> bytes:
@@ -49,22 +66,26 @@ def _field(number: int, payload: bytes) -> bytes:
 
 
 def _feature(value: FeatureValue) -> bytes:
+    if isinstance(value, Floats):
+        packed = struct.pack(f"<{len(value)}f", *value)
+        return _field(2, _field(1, packed) if value else b"")
     values = [value] if isinstance(value, bytes | int) else list(value)
-    if all(isinstance(v, bytes) for v in values):
-        bytes_list = b"".join(_field(1, v) for v in values)
-        return _field(1, bytes_list)
+    # ints first: an empty list is an Int64List (e.g. the box labels of an image without boxes)
     if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
         packed = b"".join(_varint(v) for v in values)
         int64_list = _field(1, packed) if values else b""
         return _field(3, int64_list)
+    if all(isinstance(v, bytes) for v in values):
+        bytes_list = b"".join(_field(1, v) for v in values)
+        return _field(1, bytes_list)
     raise TypeError(f"feature values must be all bytes or all ints, got {values!r:.80}")
 
 
 def encode_example(features: Mapping[str, FeatureValue]) -> bytes:
-    """Serializes a `tf.train.Example` holding bytes and int64 features.
+    """Serializes a `tf.train.Example` holding bytes, int64 and float features.
 
     Args:
-      features: feature name -> bytes, int, or a sequence of either.
+      features: feature name -> bytes, int, a sequence of either, or Floats.
 
     Returns:
       The serialized Example, byte-identical to TensorFlow's deterministic serialization.
@@ -84,21 +105,32 @@ def image_example(
     label: int,
     class_name: str,
     filename: str,
+    boxes: Sequence[tuple[float, float, float, float]] | None = None,
 ) -> bytes:
-    """The standard ImageNet record (TF model garden / TPU reference readers' schema)."""
-    return encode_example(
-        {
-            "image/encoded": encoded,
-            "image/format": b"JPEG",
-            "image/height": height,
-            "image/width": width,
-            "image/channels": channels,
-            "image/colorspace": b"RGB" if channels == 3 else b"Grayscale",
-            "image/class/label": label,
-            "image/class/synset": class_name.encode("utf-8"),
-            "image/filename": filename.encode("utf-8"),
-        }
-    )
+    """The standard ImageNet record (TF model garden / TPU reference readers' schema).
+
+    Args:
+      boxes: normalized (xmin, ymin, xmax, ymax) boxes, written as tf/models'
+        build_imagenet_data.py writes them (`image/object/bbox/*`, every box labelled with the
+        image's label); None writes no box features at all (the records of a run without
+        --boxes), an empty list writes empty ones (an image without boxes in a run with them).
+    """
+    features: dict[str, FeatureValue] = {
+        "image/encoded": encoded,
+        "image/format": b"JPEG",
+        "image/height": height,
+        "image/width": width,
+        "image/channels": channels,
+        "image/colorspace": b"RGB" if channels == 3 else b"Grayscale",
+        "image/class/label": label,
+        "image/class/synset": class_name.encode("utf-8"),
+        "image/filename": filename.encode("utf-8"),
+    }
+    if boxes is not None:
+        for i, name in enumerate(BOX_COORDINATES):
+            features[name] = Floats(box[i] for box in boxes)
+        features["image/object/bbox/label"] = [label] * len(boxes)
+    return encode_example(features)
 
 
 class ExampleDecodeError(ValueError):

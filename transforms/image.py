@@ -133,6 +133,9 @@ class ProcessedImage(NamedTuple):
     height: int
     channels: int
     source_format: str  # what the input bytes were, e.g. "JPEG", "PNG"
+    # The geometry applied to the stored pixels, which bounding boxes must follow:
+    orientation: int = 1  # the EXIF orientation undone (1: none)
+    crop: tuple[float, float, float, float] | None = None  # kept part, normalized (fixed:)
 
 
 def plan_resize(
@@ -222,7 +225,18 @@ def _process(data: bytes, spec: ImageSpec) -> ProcessedImage:
 
     out = io.BytesIO()
     img.save(out, format="JPEG", quality=spec.quality)
-    return ProcessedImage(out.getvalue(), img.width, img.height, len(img.getbands()), source_format)
+    kept = None
+    if crop is not None:
+        kept = (crop[0] / shown_w, crop[1] / shown_h, crop[2] / shown_w, crop[3] / shown_h)
+    return ProcessedImage(
+        out.getvalue(),
+        img.width,
+        img.height,
+        len(img.getbands()),
+        source_format,
+        orientation,
+        kept,
+    )
 
 
 def _orientation(img: Image.Image) -> int:

@@ -13,6 +13,7 @@ from apache_beam.io.filesystems import FileSystems
 from imgshard.transforms.crash_points import crash_point
 from imgshard.transforms.journal import journal_dir
 from imgshard.transforms.labels import Vocabulary
+from imgshard.transforms.record_index import INDEX_SUFFIX
 from imgshard.transforms.records import REASONS, Rejection, ShardResult, SourceInfo
 from imgshard.transforms.tfrecord import TMP_MARKER, atomic_output
 
@@ -22,6 +23,7 @@ __all__ = [
     "RECORD_SCHEMA",
     "build_metadata",
     "load_metadata",
+    "output_files",
     "rejected_name",
     "remove_files",
     "remove_stale_files",
@@ -44,6 +46,21 @@ RECORD_SCHEMA = {
     "image/class/synset": "bytes",
     "image/filename": "bytes",
 }
+# Added with --boxes, as tf/models' build_imagenet_data.py writes them.
+BOX_SCHEMA = {
+    "image/object/bbox/xmin": "float list",
+    "image/object/bbox/ymin": "float list",
+    "image/object/bbox/xmax": "float list",
+    "image/object/bbox/ymax": "float list",
+    "image/object/bbox/label": "int64 list",
+}
+
+
+def _shard_entry(s: ShardResult) -> dict:
+    entry = {"name": s.name, "records": s.records, "bytes": s.bytes, "sha256": s.sha256}
+    if s.index_name:
+        entry["index"] = {"name": s.index_name, "bytes": s.index_bytes, "sha256": s.index_sha256}
+    return entry
 
 
 def rejected_name(split: str) -> str:
@@ -82,11 +99,9 @@ def build_metadata(
         "num_shards": num_shards,
         "bytes": sum(s.bytes for s in shards),
         "bytes_in": sum(s.bytes_in for s in shards),
-        "schema": RECORD_SCHEMA,
-        "shards": [
-            {"name": s.name, "records": s.records, "bytes": s.bytes, "sha256": s.sha256}
-            for s in shards
-        ],
+        "format": settings.get("format", "tfrecord"),
+        "schema": {**RECORD_SCHEMA, **(BOX_SCHEMA if settings.get("boxes") else {})},
+        "shards": [_shard_entry(s) for s in shards],
         "labels": {
             "kind": vocabulary.kind,
             "num_classes": len(vocabulary.names),
@@ -121,11 +136,14 @@ def write_outputs(
 
 
 def remove_stale_files(output: str, split: str, keep: Iterable[str]) -> list[str]:
-    """Deletes shards of `split` not in `keep` (an overwritten run's) and the temporary files
-    of writers that were killed, in the output and in the journal."""
+    """Deletes shards of `split` not in `keep` (an overwritten run's, in any format, and their
+    index files) and the temporary files of writers that were killed, in the output and in the
+    journal."""
     keep = set(keep)
     patterns = [
         FileSystems.join(output, f"{split}-*-of-*.tfrecord"),
+        FileSystems.join(output, f"{split}-*-of-*.tfrecord{INDEX_SUFFIX}"),
+        FileSystems.join(output, f"{split}-*-of-*.array_record"),
         FileSystems.join(output, f".*{TMP_MARKER}*"),
         FileSystems.join(journal_dir(output, split), f".*{TMP_MARKER}*"),
     ]
@@ -138,6 +156,12 @@ def remove_stale_files(output: str, split: str, keep: Iterable[str]) -> list[str
     if stale:
         FileSystems.delete(stale)
     return stale
+
+
+def output_files(metadata: dict) -> list[str]:
+    """The shard and index file names a dataset.json lists."""
+    names = [s["name"] for s in metadata["shards"]]
+    return names + [s["index"]["name"] for s in metadata["shards"] if "index" in s]
 
 
 def remove_files(paths: Iterable[str]) -> None:

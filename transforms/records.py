@@ -95,3 +95,7 @@ class ShardResult(NamedTuple):
     sha256: str
     label_counts: dict[int, int]
     bytes_in: int
+    # The shard's random-access index file (--index-files), "" / 0 when there is none.
+    index_name: str = ""
+    index_bytes: int = 0
+    index_sha256: str = ""

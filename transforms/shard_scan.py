@@ -1,4 +1,8 @@
-"""One streaming pass over TFRecord shards: framing/CRC, Example parsing, optional decode.
+"""One streaming pass over shards: framing/CRC, Example parsing, boxes, optional decode.
+
+TFRecord shards are read frame by frame (both CRCs checked) while the index a random-access
+reader would need is hashed on the way, so index files can be verified without a second
+pass; ArrayRecord shards (`*.array_record`) are read through the array-record package.
 
 Memory grows with the number of records only by one small label code (and, when a list is
 to be checked, one path) per record; image bytes are dropped as soon as they are checked.
@@ -7,6 +11,7 @@ to be checked, one path) per record; image bytes are dropped as soon as they are
 from __future__ import annotations
 
 import collections
+import functools
 import hashlib
 import io
 import logging
@@ -19,10 +24,20 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from PIL import Image
 
-from imgshard.transforms.example import ExampleDecodeError, decode_example
+from imgshard.transforms.example import BOX_COORDINATES, ExampleDecodeError, decode_example
 from imgshard.transforms.tfrecord import CorruptRecordError, iter_records
 
-__all__ = ["ScanResult", "ShardScan", "scan_shards"]
+ARRAY_RECORD_SUFFIX = ".array_record"
+_FRAME_OVERHEAD = 16  # TFRecord: 8 length + 4 length CRC + 4 data CRC bytes
+
+__all__ = [
+    "ARRAY_RECORD_SUFFIX",
+    "ScanResult",
+    "ShardScan",
+    "box_problem",
+    "iter_shard_records",
+    "scan_shards",
+]
 
 _LOG = logging.getLogger("imgshard")
 MAX_ERRORS_KEPT = 100
@@ -35,6 +50,8 @@ class ShardScan:
     bytes: int = 0
     sha256: str = ""
     label_counts: collections.Counter = field(default_factory=collections.Counter)
+    # SHA-256 of the `offset length` index the records read imply (TFRecord shards only)
+    index_sha256: str = ""
 
 
 @dataclass
@@ -46,7 +63,9 @@ class ScanResult:
       appearance; `label_values` lists the values in code order.
     paths: image/filename of every record, when asked for.
     errors: (kind, shard, record index, detail), the first MAX_ERRORS_KEPT.
-    error_counts: errors by kind: "crc", "parse", "label", "decode".
+    error_counts: errors by kind: "crc", "read", "parse", "label", "boxes", "decode".
+    records_with_box_features: records with image/object/bbox/* features (maybe empty).
+    records_with_boxes, boxes: records holding at least one box, and boxes in all.
     """
 
     shards: list[ShardScan] = field(default_factory=list)
@@ -55,6 +74,9 @@ class ScanResult:
     paths: collections.Counter = field(default_factory=collections.Counter)
     errors: list[tuple[str, str, int, str]] = field(default_factory=list)
     error_counts: collections.Counter = field(default_factory=collections.Counter)
+    records_with_box_features: int = 0
+    records_with_boxes: int = 0
+    boxes: int = 0
 
     @property
     def label_values(self) -> list:
@@ -95,20 +117,86 @@ def scan_shards(
     for shard_number, path in enumerate(paths):
         shard = ShardScan(path)
         result.shards.append(shard)
-        digest = hashlib.sha256()
-        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as raw:
-            stream = _HashingReader(raw, digest)
-            index = -1
-            try:
-                for index, data in enumerate(iter_records(stream)):
-                    _scan_record(data, index, shard, result, label_key, decode, keep_paths)
-            except CorruptRecordError as e:
-                result.error("crc", path, index + 1, str(e))
-                stream.read()  # hash the rest, so sha256 still describes the whole file
-        shard.bytes, shard.sha256 = stream.size, digest.hexdigest()
+        scan = _scan_array_record if path.endswith(ARRAY_RECORD_SUFFIX) else _scan_tfrecord
+        scan(
+            path,
+            shard,
+            functools.partial(
+                _scan_record,
+                shard=shard,
+                result=result,
+                label_key=label_key,
+                decode=decode,
+                keep_paths=keep_paths,
+            ),
+            result,
+        )
         if progress:
             progress(shard_number + 1, len(paths), len(result.labels))
     return result
+
+
+def _scan_tfrecord(path: str, shard: ShardScan, on_record, result: ScanResult) -> None:
+    digest, index_digest, offset = hashlib.sha256(), hashlib.sha256(), 0
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as raw:
+        stream = _HashingReader(raw, digest)
+        index = -1
+        try:
+            for index, data in enumerate(iter_records(stream)):
+                size = len(data) + _FRAME_OVERHEAD
+                index_digest.update(f"{offset} {size}\n".encode("ascii"))
+                offset += size
+                on_record(data, index)
+        except CorruptRecordError as e:
+            result.error("crc", path, index + 1, str(e))
+            stream.read()  # hash the rest, so sha256 still describes the whole file
+    shard.bytes, shard.sha256 = stream.size, digest.hexdigest()
+    shard.index_sha256 = index_digest.hexdigest()
+
+
+def _scan_array_record(path: str, shard: ShardScan, on_record, result: ScanResult) -> None:
+    from imgshard.transforms.array_record_output import read_array_records
+
+    digest = hashlib.sha256()
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as raw:
+        stream = _HashingReader(raw, digest)
+        while stream.read(8 << 20):
+            pass
+    shard.bytes, shard.sha256 = stream.size, digest.hexdigest()
+    index = -1
+    try:
+        for index, data in enumerate(read_array_records(path)):
+            on_record(data, index)
+    except ImportError:
+        raise
+    except Exception as e:  # the reader raises on a damaged file (checksums, truncation)
+        result.error("read", path, index + 1, f"{type(e).__name__}: {e}")
+
+
+def iter_shard_records(path: str):
+    """The serialized records of one shard, TFRecord or ArrayRecord (by its extension)."""
+    if path.endswith(ARRAY_RECORD_SUFFIX):
+        from imgshard.transforms.array_record_output import read_array_records
+
+        yield from read_array_records(path)
+        return
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        yield from iter_records(f)
+
+
+def box_problem(features: dict) -> str | None:
+    """What is wrong with a record's image/object/bbox/* features, or None."""
+    coordinates = [features.get(name, []) for name in BOX_COORDINATES]
+    labels = features.get("image/object/bbox/label")
+    counts = {len(c) for c in coordinates} | ({len(labels)} if labels is not None else set())
+    if len(counts) > 1:
+        return f"box features differ in length: {sorted(counts)}"
+    for i, (x0, y0, x1, y1) in enumerate(zip(*coordinates, strict=True)):
+        if not all(0.0 <= v <= 1.0 for v in (x0, y0, x1, y1)):
+            return f"box {i} ({x0:g}, {y0:g}, {x1:g}, {y1:g}) is not inside [0, 1]"
+        if not (x0 < x1 and y0 < y1):
+            return f"box {i} ({x0:g}, {y0:g}, {x1:g}, {y1:g}) has no area (needs min < max)"
+    return None
 
 
 def _scan_record(data, index, shard, result, label_key, decode, keep_paths) -> None:
@@ -129,6 +217,13 @@ def _scan_record(data, index, shard, result, label_key, decode, keep_paths) -> N
         code = codes[value] = len(codes)
     result.labels.append(code)
     shard.label_counts[value] += 1
+    if BOX_COORDINATES[0] in features:
+        boxes = len(features[BOX_COORDINATES[0]])
+        result.records_with_box_features += 1
+        result.records_with_boxes += boxes > 0
+        result.boxes += boxes
+        if problem := box_problem(features):
+            result.error("boxes", shard.path, index, problem)
     if keep_paths:
         name = features.get("image/filename", [b""])[0]
         result.paths[name.decode("utf-8", "replace")] += 1

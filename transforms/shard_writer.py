@@ -6,7 +6,9 @@ This is where the image bytes are first touched: only index entries crossed the 
 from __future__ import annotations
 
 import collections
+import contextlib
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import apache_beam as beam
@@ -15,22 +17,43 @@ from apache_beam.metrics import Metrics
 
 from imgshard.transforms import journal
 from imgshard.transforms.analysis import image_summary
+from imgshard.transforms.boxes import Box, boxes_key, transform_boxes
 from imgshard.transforms.crash_points import crash_point
 from imgshard.transforms.example import decode_example, image_example
 from imgshard.transforms.image import ImageRejected, ImageSpec, process_image
 from imgshard.transforms.labels import Vocabulary
 from imgshard.transforms.reading import ReadFailed, read_ahead, read_image
+from imgshard.transforms.record_index import index_name, write_index
 from imgshard.transforms.records import Rejection, ShardResult
+from imgshard.transforms.shard_scan import iter_shard_records
 from imgshard.transforms.sharding import drop_duplicates
-from imgshard.transforms.tfrecord import TFRecordWriter, atomic_output, iter_records
+from imgshard.transforms.tfrecord import TFRecordWriter, atomic_output
 
-__all__ = ["METRICS_NAMESPACE", "WriteShard", "WriterConfig", "shard_name", "write_shard"]
+__all__ = [
+    "FORMATS",
+    "METRICS_NAMESPACE",
+    "WriteShard",
+    "WriterConfig",
+    "shard_name",
+    "write_shard",
+]
 
 METRICS_NAMESPACE = "imgshard"
+# Shard file formats (--format) and their file-name extensions.
+FORMATS = {"tfrecord": "tfrecord", "array_record": "array_record"}
 
 
-def shard_name(split: str, shard: int, num_shards: int) -> str:
-    return f"{split}-{shard:05d}-of-{num_shards:05d}.tfrecord"
+def shard_name(split: str, shard: int, num_shards: int, fmt: str = "tfrecord") -> str:
+    return f"{split}-{shard:05d}-of-{num_shards:05d}.{FORMATS[fmt]}"
+
+
+def _record_writer(fmt: str, stream):
+    """A writer of serialized records onto the shard's stream, as a context manager."""
+    if fmt == "array_record":
+        from imgshard.transforms.array_record_output import ArrayRecordShardWriter
+
+        return ArrayRecordShardWriter(stream)
+    return contextlib.nullcontext(TFRecordWriter(stream))
 
 
 @dataclass(frozen=True)
@@ -46,6 +69,9 @@ class WriterConfig:
     fingerprint: the run's identity (transforms/journal.py); when set, every written shard
       is journaled with its size and SHA-256.
     resume: skip a shard whose journal entry is this run's and whose file still matches it.
+    boxes: write image/object/bbox/* features (--boxes), from the boxes given to write_shard.
+    index_files: write `{shard}.idx` beside each TFRecord shard, before the shard appears.
+    format: "tfrecord" or "array_record".
     """
 
     output: str
@@ -57,6 +83,9 @@ class WriterConfig:
     allow_outside_root: bool = False
     fingerprint: str = ""
     resume: bool = False
+    boxes: bool = False
+    index_files: bool = False
+    format: str = "tfrecord"
 
 
 def write_shard(
@@ -65,12 +94,14 @@ def write_shard(
     num_shards: int,
     vocabulary: Vocabulary,
     config: WriterConfig,
+    boxes: Mapping[str, tuple[Box, ...]] | None = None,
 ) -> tuple[ShardResult, list[Rejection]]:
     """Writes `{split}-{shard}-of-{num_shards}.tfrecord` from its index entries.
 
     Args:
       entries: `(key, line, path, label_id)` tuples; written in key order, first listing of a
         path only.
+      boxes: file name without extension -> its boxes in the stored image (config.boxes).
 
     Returns:
       The shard's result, the entries rejected while writing it, and the image summaries
@@ -79,10 +110,13 @@ def write_shard(
     kept, rejections = drop_duplicates(entries, vocabulary.names)
     label_counts: collections.Counter[int] = collections.Counter()
     summaries = []
-    bytes_in = 0
-    name = shard_name(config.split, shard, num_shards)
-    with atomic_output(FileSystems.join(config.output, name)) as stream:
-        writer = TFRecordWriter(stream)
+    bytes_in = with_boxes = 0
+    name = shard_name(config.split, shard, num_shards, config.format)
+    index = ("", 0, "")
+    with (
+        atomic_output(FileSystems.join(config.output, name)) as stream,
+        _record_writer(config.format, stream) as writer,
+    ):
         reads = read_ahead(
             kept, lambda e: read_image(config.image_root, e[2], config.allow_outside_root)
         )
@@ -96,6 +130,11 @@ def write_shard(
                     Rejection(line, path, vocabulary.names[label], failure.reason, failure.detail)
                 )
                 continue
+            image_boxes = None
+            if config.boxes:
+                found = (boxes or {}).get(boxes_key(path), ())
+                image_boxes = transform_boxes(found, image.orientation, image.crop)
+                with_boxes += bool(image_boxes)
             writer.write(
                 image_example(
                     image.encoded,
@@ -105,12 +144,18 @@ def write_shard(
                     label + config.label_offset,
                     vocabulary.names[label],
                     path,
+                    image_boxes,
                 )
             )
             label_counts[label] += 1
             bytes_in += len(data)
             if config.summaries:
                 summaries.append(image_summary(image.encoded))
+        if config.index_files:  # in place before the shard is, so a visible shard has its index
+            idx = index_name(name)
+            index = (idx, *write_index(FileSystems.join(config.output, idx), writer.frame_sizes))
+    if config.boxes:  # in the run's summary: boxes matched by file name, or none at all
+        Metrics.counter(METRICS_NAMESPACE, "records_with_boxes").inc(with_boxes)
     result = ShardResult(
         shard,
         name,
@@ -119,6 +164,7 @@ def write_shard(
         writer.sha256,
         dict(sorted(label_counts.items())),
         bytes_in,
+        *index,
     )
     return result, rejections, summaries
 
@@ -127,7 +173,7 @@ def resume_shard(
     shard: int, num_shards: int, config: WriterConfig
 ) -> tuple[ShardResult, list[Rejection], list[dict]] | None:
     """The journaled result of a shard already written by this run, if its file verifies."""
-    name = shard_name(config.split, shard, num_shards)
+    name = shard_name(config.split, shard, num_shards, config.format)
     entry = journal.load_shard_entry(config.output, config.split, config.fingerprint, name)
     if entry is None:
         return None
@@ -135,11 +181,14 @@ def resume_shard(
     path = FileSystems.join(config.output, name)
     if not journal.file_matches(path, result.bytes, result.sha256):
         return None
+    if result.index_name and not journal.file_matches(
+        FileSystems.join(config.output, result.index_name), result.index_bytes, result.index_sha256
+    ):
+        return None  # the shard is rewritten with its index: the same bytes again
     summaries = []
     if config.summaries:  # the analyzers need them again; the written pixels give them
-        with FileSystems.open(path) as f:
-            for record in iter_records(f):
-                summaries.append(image_summary(decode_example(record)["image/encoded"][0]))
+        for record in iter_shard_records(path):
+            summaries.append(image_summary(decode_example(record)["image/encoded"][0]))
     return result, rejections, summaries
 
 
@@ -161,7 +210,7 @@ class WriteShard(beam.DoFn):
         self._shard_seconds = Metrics.distribution(METRICS_NAMESPACE, "shard_write_ms")
         self._resumed = Metrics.counter(METRICS_NAMESPACE, "shards_resumed")
 
-    def process(self, element, num_shards: int, vocabulary: Vocabulary):
+    def process(self, element, num_shards: int, vocabulary: Vocabulary, boxes=None):
         shard, grouped = element
         entries = [e for e in grouped if e is not None]
         config = self._config
@@ -172,7 +221,7 @@ class WriteShard(beam.DoFn):
         else:
             started = time.monotonic()
             result, rejections, summaries = write_shard(
-                shard, entries, num_shards, vocabulary, config
+                shard, entries, num_shards, vocabulary, config, boxes
             )
             crash_point("shard_renamed")
             if config.fingerprint:

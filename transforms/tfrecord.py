@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import struct
 import uuid
+from array import array
 from collections.abc import Iterator
 from typing import BinaryIO
 
@@ -37,6 +38,7 @@ class TFRecordWriter:
         self._stream = stream
         self.records = 0
         self.bytes = 0
+        self.frame_sizes = array("q")  # of every record's frame, for an index file
         self._sha256 = hashlib.sha256()
 
     def write(self, data: bytes) -> None:
@@ -53,6 +55,7 @@ class TFRecordWriter:
         self._sha256.update(frame)
         self.records += 1
         self.bytes += len(frame)
+        self.frame_sizes.append(len(frame))
 
     @property
     def sha256(self) -> str:
