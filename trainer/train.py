@@ -17,9 +17,14 @@ import os
 import sys
 from dataclasses import asdict, dataclass
 
+from imgshard.trainer.errors import TrainError
+
 __all__ = ["TrainConfig", "main", "run"]
 
 _LOG = logging.getLogger("imgshard.train")
+# 128 + SIGTERM, what a shell reports for a process SIGTERM ended: not 0, so a job system
+# restarts (resumes) the job instead of taking it as finished
+PREEMPTED_EXIT = 143
 
 
 @dataclass(frozen=True)
@@ -58,24 +63,27 @@ class TrainConfig:
     cpu_replicas: int = 0
     transform_fn: str = "auto"
     export: bool = True
+    require_gpu: str = "auto"
 
     def __post_init__(self):
         for name in ("image_size", "epochs", "batch_size", "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
-                raise ValueError(
+                raise TrainError(
                     f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}"
                 )
         if self.image_size < 32:
-            raise ValueError(
+            raise TrainError(
                 f"--image-size must be >= 32 (the models' minimum), got {self.image_size}"
             )
         if self.precision not in ("auto", "float32", "mixed_float16", "mixed_bfloat16"):
-            raise ValueError(
+            raise TrainError(
                 f"--precision: auto, float32, mixed_float16 or mixed_bfloat16, "
                 f"got {self.precision!r}"
             )
+        if self.require_gpu not in ("auto", "yes", "no"):
+            raise TrainError(f"--require-gpu: auto, yes or no, got {self.require_gpu!r}")
         if self.jit_compile not in ("auto", "on", "off"):
-            raise ValueError(f"--jit-compile: auto, on or off, got {self.jit_compile!r}")
+            raise TrainError(f"--jit-compile: auto, on or off, got {self.jit_compile!r}")
 
 
 def _parse(argv: list[str] | None) -> TrainConfig:
@@ -122,7 +130,11 @@ def _parse(argv: list[str] | None) -> TrainConfig:
         help="auto (mixed_float16 on GPUs, mixed_bfloat16 on Hopper, float32 on CPU), "
         "float32, mixed_float16, mixed_bfloat16",
     )
-    p.add_argument("--jit-compile", default=d.jit_compile, help="XLA: auto (on GPUs), on, off")
+    p.add_argument(
+        "--jit-compile",
+        default=d.jit_compile,
+        help="XLA: auto (on one GPU), on, off; always off under a multi-replica strategy",
+    )
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="steps")
     p.add_argument("--log-every", type=int, default=d.log_every, help="steps")
     p.add_argument("--cycle-length", type=int, default=d.cycle_length, help="files interleaved")
@@ -148,6 +160,12 @@ def _parse(argv: list[str] | None) -> TrainConfig:
         "graph serves (default auto: the data's, if it has one; or a path, or none)",
     )
     p.add_argument("--no-export", dest="export", action="store_false")
+    p.add_argument(
+        "--require-gpu",
+        default=d.require_gpu,
+        choices=("auto", "yes", "no"),
+        help="no GPU is an error (auto: when the GPU extra imgshard[gpu] is installed)",
+    )
     args = vars(p.parse_args(argv))
     args["decay_epochs"] = tuple(float(x) for x in args["decay_epochs"].split(",") if x)
     return TrainConfig(**args)
@@ -170,25 +188,13 @@ def _strategy(config: TrainConfig):
     return tf.distribute.get_strategy()
 
 
-def _precision(config: TrainConfig) -> str:
-    import tensorflow as tf
-
-    if config.precision != "auto":
-        return config.precision
-    gpus = tf.config.list_physical_devices("GPU")
-    if not gpus:
-        return "float32"
-    major = tf.config.experimental.get_device_details(gpus[0]).get("compute_capability", (0, 0))[0]
-    return "mixed_bfloat16" if major >= 9 else "mixed_float16" if major >= 7 else "float32"
-
-
 def _dataset_info(data: str) -> dict:
     """Record count, classes and label offset from dataset.json (local or gs://)."""
     import tensorflow as tf
 
     meta_path = data.rstrip("/") + "/dataset.json"
     if not tf.io.gfile.exists(meta_path):
-        raise ValueError(
+        raise TrainError(
             f"{meta_path} not found: train needs imgshard's dataset.json for the "
             "record count and classes"
         )
@@ -215,13 +221,13 @@ def _transform(config: TrainConfig, info: dict):
 
     transform = load_transform(path)
     if transform.image_size != config.image_size:
-        raise ValueError(
+        raise TrainError(
             f"{path} preprocesses to {transform.image_size} px but --image-size is "
             f"{config.image_size}: convert with --analyze-image-size {config.image_size}, "
             "or pass --transform-fn none"
         )
     if len(transform.class_names) != info["num_classes"]:
-        raise ValueError(
+        raise TrainError(
             f"{path} knows {len(transform.class_names)} classes, the data {info['num_classes']}"
         )
     return transform
@@ -240,13 +246,80 @@ def _validation(config: TrainConfig) -> tuple[list[str], int | None]:
     return sorted(tf.io.gfile.glob(config.data.rstrip("/") + "/validation-*-of-*.tfrecord")), None
 
 
+def _devices(config: TrainConfig, gpus: list) -> str:
+    """The start-up line naming the devices; no GPU is an error when one is required."""
+    import tensorflow as tf
+
+    names = [d.name for d in tf.config.list_logical_devices() if d.device_type in ("CPU", "GPU")]
+    required = config.require_gpu == "yes" or (config.require_gpu == "auto" and _gpu_extra())
+    if required and not gpus:
+        raise TrainError(
+            "no GPU visible to TensorFlow"
+            + (
+                " although the GPU extra (tensorflow[and-cuda]) is installed"
+                if _gpu_extra()
+                else ""
+            )
+            + ": check the NVIDIA driver (nvidia-smi); pass --require-gpu no to train on the CPU"
+        )
+    return ", ".join(names) + ("" if gpus else " (no GPU)")
+
+
+def _gpu_extra() -> bool:
+    """Whether `imgshard[gpu]` (tensorflow[and-cuda]'s CUDA wheels) is installed."""
+    from importlib import metadata
+
+    try:
+        metadata.version("nvidia-cudnn-cu12")
+    except metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def _compile(model, config: TrainConfig, schedule, precision: str, jit: bool) -> None:
+    import keras
+
+    from imgshard.trainer.monitor import DistinctLabels
+    from imgshard.trainer.precision import wrap_optimizer
+    from imgshard.trainer.regularization import add_weight_decay
+
+    add_weight_decay(model, config.weight_decay)
+    optimizer = keras.optimizers.SGD(schedule, momentum=config.momentum, nesterov=config.nesterov)
+    model.compile(
+        optimizer=wrap_optimizer(optimizer, precision),
+        loss=keras.losses.CategoricalCrossentropy(
+            from_logits=True, label_smoothing=config.label_smoothing
+        ),
+        metrics=[
+            keras.metrics.CategoricalAccuracy(name="accuracy"),
+            keras.metrics.TopKCategoricalAccuracy(5, name="top5"),
+            DistinctLabels(),
+        ],
+        jit_compile=jit,
+    )
+
+
+def _write_json(path: str, value: dict) -> None:
+    """Through tf.io.gfile: the model dir may be gs:// (or any TensorFlow filesystem)."""
+    import tensorflow as tf
+
+    tmp = path + ".tmp"
+    with tf.io.gfile.GFile(tmp, "w") as f:
+        f.write(json.dumps(value, indent=1))
+    tf.io.gfile.rename(tmp, path, overwrite=True)
+
+
 def run(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
-    """Trains; returns the Keras model, the final metrics, the steps done and the export path."""
+    """Trains; returns the Keras model, the final metrics, the steps done and the export path.
+
+    `preempted` is True when SIGTERM stopped the run (checkpointed; rerun to resume).
+    """
     config = _parse(argv)
     import keras
     import tensorflow as tf
 
     from imgshard.trainer.checkpoint import Checkpointer, StopAtStep, restore
+    from imgshard.trainer.cluster import strategy_name, use_xla, worker_role
     from imgshard.trainer.export import export_serving_model
     from imgshard.trainer.input_pipeline import (
         InputSettings,
@@ -255,17 +328,21 @@ def run(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
         image_dataset,
     )
     from imgshard.trainer.model import build_model
-    from imgshard.trainer.monitor import DistinctLabels, ThroughputLogger
+    from imgshard.trainer.monitor import ThroughputLogger
+    from imgshard.trainer.precision import choose_precision
+    from imgshard.trainer.preemption import StopOnSignal
     from imgshard.trainer.schedule import WarmupSchedule, scaled_learning_rate
 
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
     strategy = _strategy(config)
-    precision = _precision(config)
+    role = worker_role(strategy)
+    precision = choose_precision(config.precision)
     keras.mixed_precision.set_global_policy(precision)
     gpus = tf.config.list_physical_devices("GPU")
-    jit = {"auto": bool(gpus), "on": True, "off": False}[config.jit_compile]
+    _LOG.info("devices: %s", _devices(config, gpus))
+    jit, jit_reason = use_xla(config.jit_compile, strategy, len(gpus))
 
     info = _dataset_info(config.data)
     transform = _transform(config, info)
@@ -294,13 +371,36 @@ def run(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
         "%s on %d replica(s) (%s), %s, XLA %s; global batch %d, %d steps/epoch, peak lr %.4g",
         config.model,
         replicas,
-        type(strategy).__name__,
+        strategy_name(strategy),
         precision,
-        "on" if jit else "off",
+        jit_reason,
         global_batch,
         steps_per_epoch,
         peak,
     )
+
+    with strategy.scope():
+        model = build_model(
+            config.model,
+            info["num_classes"],
+            config.image_size,
+            config.alpha,
+            mean_std=(transform.mean, transform.std) if transform else None,
+        )
+        _compile(model, config, schedule, precision, jit)
+        # in the scope: restoring builds the optimizer's (mirrored) variables
+        checkpoints = os.path.join(config.model_dir, "checkpoint")
+        plan = {"global_batch": global_batch, "steps_per_epoch": steps_per_epoch}
+        start = restore(model, checkpoints, plan)
+    if start >= total_steps:
+        raise TrainError(
+            f"{config.model_dir} holds a finished run ({start} of {total_steps} "
+            "steps); choose another --model-dir to train again"
+        )
+    if start:
+        _LOG.info("resumed from the checkpoint at step %d of %d", start, total_steps)
+    else:
+        _LOG.info("training from step 0 of %d", total_steps)
 
     settings = InputSettings(
         image_size=config.image_size,
@@ -316,49 +416,29 @@ def run(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
         ),
         threads=config.threads,
     )
+    records_per_file = info["records"] / len(files)
     train_data = strategy.distribute_datasets_from_function(
-        lambda ctx: image_dataset(files, settings, training=True, input_context=ctx)
+        lambda ctx: image_dataset(
+            files,
+            settings,
+            training=True,
+            input_context=ctx,
+            start_step=start,
+            records_per_file=records_per_file,
+        )
     )
     val_files, val_records = _validation(config)
     val_data = image_dataset(val_files, settings, training=False) if val_files else None
     # one exact pass; unknown, Keras reads to the end and warns that the input "ran out"
     val_steps = -(-val_records // config.batch_size) if val_records else None
+    if val_data is None:
+        _LOG.info("no validation data (pass --val-data): nothing is evaluated")
 
-    with strategy.scope():
-        model = build_model(
-            config.model,
-            info["num_classes"],
-            config.image_size,
-            config.alpha,
-            mean_std=(transform.mean, transform.std) if transform else None,
-        )
-        model.compile(
-            optimizer=keras.optimizers.SGD(
-                schedule,
-                momentum=config.momentum,
-                nesterov=config.nesterov,
-                weight_decay=config.weight_decay or None,
-            ),
-            loss=keras.losses.CategoricalCrossentropy(
-                from_logits=True, label_smoothing=config.label_smoothing
-            ),
-            metrics=[keras.metrics.CategoricalAccuracy(name="accuracy"), DistinctLabels()],
-            jit_compile=jit,
-        )
-
-    checkpoints = os.path.join(config.model_dir, "checkpoint")
-    start = restore(model, checkpoints)
-    if start >= total_steps:
-        raise ValueError(
-            f"{config.model_dir} holds a finished run ({start} of {total_steps} "
-            "steps); choose another --model-dir to train again"
-        )
-    if start:
-        _LOG.info("resumed from the checkpoint at step %d of %d", start, total_steps)
-    else:
-        _LOG.info("training from step 0 of %d", total_steps)
-    log_dir = os.path.join(config.model_dir, "logs")
-    throughput = ThroughputLogger(log_dir, global_batch, every=config.log_every)
+    log_dir = os.path.join(
+        config.model_dir if role.chief else role.private_dir(config.model_dir), "logs"
+    )
+    throughput = ThroughputLogger(log_dir, global_batch, every=config.log_every, write=role.chief)
+    preemption = StopOnSignal()
     history = model.fit(
         train_data,
         epochs=config.epochs,
@@ -369,34 +449,52 @@ def run(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
         shuffle=False,  # the input pipeline shuffles files and records itself
         verbose=2,
         callbacks=[
-            Checkpointer(checkpoints, config.checkpoint_every),
+            Checkpointer(checkpoints, config.checkpoint_every, write=role.chief, plan=plan),
             StopAtStep(total_steps),
-            keras.callbacks.TensorBoard(log_dir, update_freq=config.log_every),
+            preemption,
+            *(
+                [keras.callbacks.TensorBoard(log_dir, update_freq=config.log_every)]
+                if role.chief
+                else []
+            ),
             throughput,
             *(callbacks or []),
         ],
     )
+    steps = int(model.optimizer.iterations.numpy())
     result = {
         "model": model,
-        "steps": int(model.optimizer.iterations.numpy()),
+        "steps": steps,
         "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
         "images_per_second": throughput.images_per_second,
         "config": asdict(config),
+        "preempted": preemption.received and steps < total_steps,
     }
-    if config.export and (
-        not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
-        or strategy.cluster_resolver.task_id == 0
-    ):
+    if result["preempted"]:
+        _LOG.warning(
+            "stopped by SIGTERM at step %d of %d, checkpointed: rerun to resume", steps, total_steps
+        )
+        return result
+    if config.export:
         names = transform.class_names if transform else info["names"]
-        result["export"] = export_serving_model(
+        # every worker saves (the save may run collectives); only the chief's copy is kept
+        export_dir = config.model_dir if role.chief else role.private_dir(config.model_dir)
+        export = export_serving_model(
             model,
             config.image_size,
             names or [str(i) for i in range(info["num_classes"])],
-            os.path.join(config.model_dir, "export"),
+            os.path.join(export_dir, "export"),
             transform.output.transform_features_layer() if transform else None,
         )
-    with open(os.path.join(config.model_dir, "result.json"), "w") as f:
-        json.dump({k: v for k, v in result.items() if k != "model"}, f, indent=1)
+        if role.chief:
+            result["export"] = export
+    if role.chief:
+        _write_json(
+            os.path.join(config.model_dir, "result.json"),
+            {k: v for k, v in result.items() if k != "model"},
+        )
+    elif tf.io.gfile.exists(role.private_dir(config.model_dir)):
+        tf.io.gfile.rmtree(role.private_dir(config.model_dir))
     return result
 
 
@@ -411,9 +509,16 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         result = run(argv)
-    except ValueError as e:
+    except TrainError as e:
         print(f"imgshard-train: error: {e}", file=sys.stderr)
         return 2
+    if result["preempted"]:
+        print(
+            f"imgshard-train: stopped by SIGTERM at step {result['steps']}; checkpointed, "
+            "rerun the same command to resume",
+            file=sys.stderr,
+        )
+        return PREEMPTED_EXIT
     history = result["history"]
     print(
         f"imgshard-train: {result['steps']} steps; final loss {history['loss'][-1]:.4f}, "
