@@ -4,6 +4,8 @@ tf/models (and TF-slim before it) add `weight_decay * sum(w**2) / 2` of every ke
 loss, so the decay gradient `weight_decay * w` goes through momentum like any gradient. Keras'
 SGD `weight_decay` is decoupled (`w -= lr * wd * w`, outside momentum: ~10x weaker at momentum
 0.9) and decays BatchNorm's gamma/beta and the biases too, which those recipes never do.
+Depthwise kernels are not decayed either (TF-slim's MobileNet `regularize_depthwise=False`:
+with 9 weights a filter they underfit when decayed).
 """
 
 from __future__ import annotations
@@ -14,13 +16,14 @@ __all__ = ["add_weight_decay", "decayed_variables"]
 
 
 def decayed_variables(model: keras.Model) -> list:
-    """The kernels of every conv and dense layer (depthwise kernels included)."""
+    """The kernels of every conv and dense layer, depthwise ones excepted."""
     found = []
     for layer in _all_layers(model):
-        for name in ("kernel", "depthwise_kernel"):
-            variable = getattr(layer, name, None)
-            if isinstance(variable, keras.Variable) and variable.trainable:
-                found.append(variable)
+        if isinstance(layer, keras.layers.DepthwiseConv2D):
+            continue
+        variable = getattr(layer, "kernel", None)
+        if isinstance(variable, keras.Variable) and variable.trainable:
+            found.append(variable)
     return found
 
 
