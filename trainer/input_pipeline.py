@@ -205,7 +205,7 @@ def image_dataset(
     batches = examples.batch(
         settings.batch_size, drop_remainder=training, num_parallel_calls=tf.data.AUTOTUNE
     )
-    batches = batches.map(lambda images, labels: (images, tf.one_hot(labels, classes)))
+    batches = batches.map(lambda images, labels: (images, _one_hot(labels, classes)))
     options = tf.data.Options()
     options.autotune.enabled = True
     options.experimental_optimization.map_parallelization = True
@@ -213,6 +213,19 @@ def image_dataset(
     if settings.threads:
         options.threading.private_threadpool_size = settings.threads
     return batches.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def _one_hot(labels: tf.Tensor, classes: int) -> tf.Tensor:
+    """One-hot labels; a label outside [0, classes) stops the run (tf.one_hot would silently
+    make it an all-zero target, e.g. tf/models' 1-based labels read without --label-offset 1)."""
+    checks = [
+        tf.debugging.assert_non_negative(labels, message="label below the label offset"),
+        tf.debugging.assert_less(
+            labels, classes, message=f"label >= {classes} classes after the label offset"
+        ),
+    ]
+    with tf.control_dependencies(checks):
+        return tf.one_hot(labels, classes)
 
 
 def files_read(

@@ -33,7 +33,12 @@ class TrainConfig:
 
     data: str
     model_dir: str = "out/train"
-    val_data: str | None = None
+    val_data: str = "auto"
+    num_classes: int = 0
+    label_offset: int = 0
+    num_examples: int = 0
+    eval_only: bool = False
+    export_only: bool = False
     model: str = "mobilenet"
     alpha: float = 1.0
     image_size: int = 224
@@ -93,8 +98,37 @@ def _parse(argv: list[str] | None) -> TrainConfig:
     p.add_argument("--model-dir", default=d.model_dir, help="checkpoints, logs, export")
     p.add_argument(
         "--val-data",
-        default=None,
-        help="validation shards (default: validation-* beside the training shards)",
+        default=d.val_data,
+        help="validation shards: a folder with dataset.json or a glob; auto: the `validation` "
+        "folder beside a `train` folder (or validation-* beside foreign train-* shards); none",
+    )
+    p.add_argument(
+        "--num-classes",
+        type=int,
+        default=0,
+        help="shards without dataset.json only (e.g. 1000 for tf/models' ImageNet)",
+    )
+    p.add_argument(
+        "--label-offset",
+        type=int,
+        default=0,
+        help="shards without dataset.json: the first class's label (1 for tf/models' ImageNet)",
+    )
+    p.add_argument(
+        "--num-examples",
+        type=int,
+        default=0,
+        help="shards without dataset.json: their record count (default: counted once)",
+    )
+    p.add_argument(
+        "--eval-only",
+        action="store_true",
+        help="evaluate the model dir's checkpoint on the validation data, write eval.json",
+    )
+    p.add_argument(
+        "--export-only",
+        action="store_true",
+        help="export the model dir's checkpoint as the serving model",
     )
     p.add_argument("--model", default=d.model, choices=("mobilenet", "resnet50"))
     p.add_argument("--alpha", type=float, default=d.alpha, help="MobileNet width multiplier")
@@ -188,33 +222,10 @@ def _strategy(config: TrainConfig):
     return tf.distribute.get_strategy()
 
 
-def _dataset_info(data: str) -> dict:
-    """Record count, classes and label offset from dataset.json (local or gs://)."""
-    import tensorflow as tf
-
-    meta_path = data.rstrip("/") + "/dataset.json"
-    if not tf.io.gfile.exists(meta_path):
-        raise TrainError(
-            f"{meta_path} not found: train needs imgshard's dataset.json for the "
-            "record count and classes"
-        )
-    with tf.io.gfile.GFile(meta_path, "rb") as f:
-        meta = json.loads(f.read())
-    labels = meta["labels"]
-    transform = meta.get("transform_fn")
-    return {
-        "records": meta["num_records"],
-        "num_classes": labels["num_classes"],
-        "label_offset": labels["offset"],
-        "names": labels.get("names", []),
-        "transform_fn": data.rstrip("/") + "/" + transform if transform else None,
-    }
-
-
-def _transform(config: TrainConfig, info: dict):
+def _transform(config: TrainConfig, info):
     """The tf.Transform output to use, checked against the model's input, or None."""
     choice = config.transform_fn
-    path = info["transform_fn"] if choice == "auto" else None if choice == "none" else choice
+    path = info.transform_fn if choice == "auto" else None if choice == "none" else choice
     if path is None:
         return None
     from imgshard.trainer.transform import load_transform
@@ -226,24 +237,11 @@ def _transform(config: TrainConfig, info: dict):
             f"{config.image_size}: convert with --analyze-image-size {config.image_size}, "
             "or pass --transform-fn none"
         )
-    if len(transform.class_names) != info["num_classes"]:
+    if len(transform.class_names) != info.num_classes:
         raise TrainError(
-            f"{path} knows {len(transform.class_names)} classes, the data {info['num_classes']}"
+            f"{path} knows {len(transform.class_names)} classes, the data {info.num_classes}"
         )
     return transform
-
-
-def _validation(config: TrainConfig) -> tuple[list[str], int | None]:
-    """Validation shards and, when their dataset.json tells, their record count."""
-    import tensorflow as tf
-
-    from imgshard.trainer.input_pipeline import dataset_files
-
-    if config.val_data:
-        files = dataset_files(config.val_data)
-        has_meta = tf.io.gfile.exists(config.val_data.rstrip("/") + "/dataset.json")
-        return files, _dataset_info(config.val_data)["records"] if has_meta else None
-    return sorted(tf.io.gfile.glob(config.data.rstrip("/") + "/validation-*-of-*.tfrecord")), None
 
 
 def _devices(config: TrainConfig, gpus: list) -> str:
@@ -309,10 +307,67 @@ def _write_json(path: str, value: dict) -> None:
     tf.io.gfile.rename(tmp, path, overwrite=True)
 
 
+def _input_settings(config: TrainConfig, info) -> object:
+    from imgshard.trainer.input_pipeline import InputSettings, ReaderSettings
+
+    return InputSettings(
+        image_size=config.image_size,
+        batch_size=config.batch_size,
+        num_classes=info.num_classes,
+        label_offset=info.label_offset,
+        reader=ReaderSettings(
+            config.cycle_length,
+            config.shuffle_buffer,
+            config.read_buffer_mb * 2**20,
+            config.seed,
+            config.deterministic,
+        ),
+        threads=config.threads,
+    )
+
+
+def _validation(config: TrainConfig, info, settings):
+    """(validation dataset or None, its steps for one exact pass or None)."""
+    from imgshard.trainer.data import data_info, validation_source
+    from imgshard.trainer.input_pipeline import image_dataset
+
+    source = validation_source(config.data, config.val_data)
+    if source is None:
+        _LOG.info("no validation data (pass --val-data): nothing is evaluated")
+        return None, None
+    val = data_info(
+        source, info.num_classes, info.label_offset, cache_dir=config.model_dir + "/data"
+    )
+    if val.num_classes != info.num_classes:
+        raise TrainError(
+            f"{source} has {val.num_classes} classes, the training data {info.num_classes}"
+        )
+    _LOG.info("validating on %s (%d records)", source, val.records)
+    dataset = image_dataset(val.files, settings, training=False)
+    return dataset, -(-val.records // config.batch_size)
+
+
+def _export(model, config: TrainConfig, info, transform, role) -> str | None:
+    """Every worker saves (the save may run collectives); only the chief's copy is kept."""
+    from imgshard.trainer.export import export_serving_model
+
+    names = transform.class_names if transform else info.names
+    folder = config.model_dir if role.chief else role.private_dir(config.model_dir)
+    path = export_serving_model(
+        model,
+        config.image_size,
+        names or [str(i) for i in range(info.num_classes)],
+        os.path.join(folder, "export"),
+        transform.output.transform_features_layer() if transform else None,
+    )
+    return path if role.chief else None
+
+
 def run(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
     """Trains; returns the Keras model, the final metrics, the steps done and the export path.
 
-    `preempted` is True when SIGTERM stopped the run (checkpointed; rerun to resume).
+    `preempted` is True when SIGTERM stopped the run (checkpointed; rerun to resume). With
+    --eval-only / --export-only: the restored model, its step and `metrics` / `export`.
     """
     config = _parse(argv)
     import keras
@@ -320,13 +375,8 @@ def run(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
 
     from imgshard.trainer.checkpoint import Checkpointer, StopAtStep, restore
     from imgshard.trainer.cluster import strategy_name, use_xla, worker_role
-    from imgshard.trainer.export import export_serving_model
-    from imgshard.trainer.input_pipeline import (
-        InputSettings,
-        ReaderSettings,
-        dataset_files,
-        image_dataset,
-    )
+    from imgshard.trainer.data import data_info
+    from imgshard.trainer.input_pipeline import image_dataset
     from imgshard.trainer.model import build_model
     from imgshard.trainer.monitor import ThroughputLogger
     from imgshard.trainer.precision import choose_precision
@@ -344,12 +394,17 @@ def run(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
     _LOG.info("devices: %s", _devices(config, gpus))
     jit, jit_reason = use_xla(config.jit_compile, strategy, len(gpus))
 
-    info = _dataset_info(config.data)
+    info = data_info(
+        config.data,
+        config.num_classes,
+        config.label_offset,
+        config.num_examples,
+        cache_dir=config.model_dir + "/data",
+    )
     transform = _transform(config, info)
-    files = dataset_files(config.data)
     replicas = strategy.num_replicas_in_sync
     global_batch = config.batch_size * replicas
-    steps_per_epoch = config.steps_per_epoch or max(1, info["records"] // global_batch)
+    steps_per_epoch = config.steps_per_epoch or max(1, info.records // global_batch)
     total_steps = steps_per_epoch * config.epochs
     peak = scaled_learning_rate(config.lr, global_batch, config.lr_scaling)
     schedule = WarmupSchedule(
@@ -382,7 +437,7 @@ def run(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
     with strategy.scope():
         model = build_model(
             config.model,
-            info["num_classes"],
+            info.num_classes,
             config.image_size,
             config.alpha,
             mean_std=(transform.mean, transform.std) if transform else None,
@@ -391,7 +446,12 @@ def run(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
         # in the scope: restoring builds the optimizer's (mirrored) variables
         checkpoints = os.path.join(config.model_dir, "checkpoint")
         plan = {"global_batch": global_batch, "steps_per_epoch": steps_per_epoch}
-        start = restore(model, checkpoints, plan)
+        only = config.eval_only or config.export_only
+        start = restore(model, checkpoints, None if only else plan)
+    settings = _input_settings(config, info)
+    val_data, val_steps = _validation(config, info, settings)
+    if only:
+        return _evaluate_or_export(model, start, config, info, transform, role, val_data, val_steps)
     if start >= total_steps:
         raise TrainError(
             f"{config.model_dir} holds a finished run ({start} of {total_steps} "
@@ -402,43 +462,22 @@ def run(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
     else:
         _LOG.info("training from step 0 of %d", total_steps)
 
-    settings = InputSettings(
-        image_size=config.image_size,
-        batch_size=config.batch_size,
-        num_classes=info["num_classes"],
-        label_offset=info["label_offset"],
-        reader=ReaderSettings(
-            config.cycle_length,
-            config.shuffle_buffer,
-            config.read_buffer_mb * 2**20,
-            config.seed,
-            config.deterministic,
-        ),
-        threads=config.threads,
-    )
-    records_per_file = info["records"] / len(files)
     train_data = strategy.distribute_datasets_from_function(
         lambda ctx: image_dataset(
-            files,
+            info.files,
             settings,
             training=True,
             input_context=ctx,
             start_step=start,
-            records_per_file=records_per_file,
+            records_per_file=info.records / len(info.files),
         )
     )
-    val_files, val_records = _validation(config)
-    val_data = image_dataset(val_files, settings, training=False) if val_files else None
-    # one exact pass; unknown, Keras reads to the end and warns that the input "ran out"
-    val_steps = -(-val_records // config.batch_size) if val_records else None
-    if val_data is None:
-        _LOG.info("no validation data (pass --val-data): nothing is evaluated")
-
     log_dir = os.path.join(
         config.model_dir if role.chief else role.private_dir(config.model_dir), "logs"
     )
     throughput = ThroughputLogger(log_dir, global_batch, every=config.log_every, write=role.chief)
     preemption = StopOnSignal()
+    tensorboard = [keras.callbacks.TensorBoard(log_dir, update_freq=config.log_every)]
     history = model.fit(
         train_data,
         epochs=config.epochs,
@@ -452,11 +491,7 @@ def run(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
             Checkpointer(checkpoints, config.checkpoint_every, write=role.chief, plan=plan),
             StopAtStep(total_steps),
             preemption,
-            *(
-                [keras.callbacks.TensorBoard(log_dir, update_freq=config.log_every)]
-                if role.chief
-                else []
-            ),
+            *(tensorboard if role.chief else []),
             throughput,
             *(callbacks or []),
         ],
@@ -472,30 +507,53 @@ def run(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
     }
     if result["preempted"]:
         _LOG.warning(
-            "stopped by SIGTERM at step %d of %d, checkpointed: rerun to resume", steps, total_steps
+            "stopped by SIGTERM at step %d of %d, checkpointed: rerun to resume",
+            steps,
+            total_steps,
         )
         return result
     if config.export:
-        names = transform.class_names if transform else info["names"]
-        # every worker saves (the save may run collectives); only the chief's copy is kept
-        export_dir = config.model_dir if role.chief else role.private_dir(config.model_dir)
-        export = export_serving_model(
-            model,
-            config.image_size,
-            names or [str(i) for i in range(info["num_classes"])],
-            os.path.join(export_dir, "export"),
-            transform.output.transform_features_layer() if transform else None,
-        )
-        if role.chief:
+        export = _export(model, config, info, transform, role)
+        if export:
             result["export"] = export
     if role.chief:
         _write_json(
             os.path.join(config.model_dir, "result.json"),
             {k: v for k, v in result.items() if k != "model"},
         )
-    elif tf.io.gfile.exists(role.private_dir(config.model_dir)):
-        tf.io.gfile.rmtree(role.private_dir(config.model_dir))
+    _remove_private_dir(config, role)
     return result
+
+
+def _evaluate_or_export(model, step, config, info, transform, role, val_data, val_steps) -> dict:
+    """--eval-only / --export-only on the model dir's checkpoint."""
+    if not step:
+        raise TrainError(f"{config.model_dir} has no checkpoint to evaluate or export")
+    result = {"model": model, "steps": step, "preempted": False}
+    if config.eval_only:
+        if val_data is None:
+            raise TrainError("--eval-only needs validation data: pass --val-data")
+        metrics = model.evaluate(val_data, steps=val_steps, return_dict=True, verbose=0)
+        result["metrics"] = {k: float(v) for k, v in metrics.items()}
+        if role.chief:
+            _write_json(
+                os.path.join(config.model_dir, "eval.json"),
+                {"step": step, "metrics": result["metrics"], "val_data": config.val_data},
+            )
+    if config.export_only:
+        export = _export(model, config, info, transform, role)
+        if export:
+            result["export"] = export
+    _remove_private_dir(config, role)
+    return result
+
+
+def _remove_private_dir(config: TrainConfig, role) -> None:
+    import tensorflow as tf
+
+    private = role.private_dir(config.model_dir)
+    if not role.chief and tf.io.gfile.exists(private):
+        tf.io.gfile.rmtree(private)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -512,6 +570,15 @@ def main(argv: list[str] | None = None) -> int:
     except TrainError as e:
         print(f"imgshard-train: error: {e}", file=sys.stderr)
         return 2
+    if "history" not in result:  # --eval-only / --export-only
+        metrics = ", ".join(f"{k} {v:.4f}" for k, v in result.get("metrics", {}).items())
+        print(
+            f"imgshard-train: checkpoint at step {result['steps']}"
+            + (f": {metrics}" if metrics else "")
+        )
+        if "export" in result:
+            print(f"  serving model (raw image bytes in): {result['export']}")
+        return 0
     if result["preempted"]:
         print(
             f"imgshard-train: stopped by SIGTERM at step {result['steps']}; checkpointed, "

@@ -1,0 +1,126 @@
+"""Which data the trainer takes: foreign ImageNet-schema shards from a glob, the validation
+folder beside the training folder, and --eval-only / --export-only on a finished model dir."""
+
+import json
+
+import pytest
+import tensorflow as tf
+
+from helpers import class_color_jpeg, convert, sorted_dataset
+from imgshard.trainer.data import validation_source
+from imgshard.trainer.errors import TrainError
+from imgshard.trainer.train import main
+from imgshard.trainer.train import run as train
+
+TINY = ["--image-size", "32", "--alpha", "0.25", "--batch-size", "8", "--log-every", "2"]
+TINY += ["--shuffle-buffer", "64", "--cycle-length", "2", "--epochs", "1", "--no-export"]
+
+
+def _foreign_shard(path, labels):
+    """ImageNet-schema records as tf/models writes them (labels 1-based), TensorFlow's proto."""
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for label in labels:
+            feature = {
+                "image/encoded": tf.train.Feature(
+                    bytes_list=tf.train.BytesList(value=[class_color_jpeg(label, 32)])
+                ),
+                "image/class/label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
+                "image/class/synset": tf.train.Feature(
+                    bytes_list=tf.train.BytesList(value=[b"n%08d" % label])
+                ),
+            }
+            example = tf.train.Example(features=tf.train.Features(feature=feature))
+            writer.write(example.SerializeToString())
+
+
+@pytest.fixture(scope="module")
+def foreign(tmp_path_factory):
+    root = tmp_path_factory.mktemp("foreign")
+    for shard in range(3):
+        _foreign_shard(root / f"train-{shard:05d}-of-00003", [1, 2, 3, 4] * 5)
+    _foreign_shard(root / "validation-00000-of-00001", [1, 2, 3, 4] * 3)
+    return root
+
+
+def test_foreign_shards_from_a_glob_need_the_classes_and_are_counted_once(foreign, tmp_path):
+    data = str(foreign / "train-*")
+    model_dir = tmp_path / "run"
+    with pytest.raises(TrainError, match="--num-classes"):
+        train(["--data", data, "--model-dir", str(model_dir), *TINY])
+    flags = ["--data", data, "--num-classes", "4", "--label-offset", "1", *TINY]
+    result = train([*flags, "--model-dir", str(model_dir)])
+    assert result["steps"] == 60 // 8  # the 60 records were counted
+    assert "val_loss" in result["history"]  # validation-* beside train-*, found by default
+    cached = list((model_dir / "data").glob("num_examples-*.json"))
+    assert sorted(json.loads(p.read_text())["records"] for p in cached) == [12, 60]
+    # --num-examples instead of counting
+    given = train([*flags, "--model-dir", str(tmp_path / "given"), "--num-examples", "32"])
+    assert given["steps"] == 4
+    cached = list((tmp_path / "given" / "data").glob("num_examples-*.json"))
+    assert [json.loads(p.read_text())["records"] for p in cached] == [12]  # validation only
+
+
+def test_a_label_outside_the_classes_is_not_silently_trained_on(foreign, tmp_path):
+    # tf/models' labels are 1-4 here: without --label-offset 1, label 4 is class "4" of 4
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        train(
+            [
+                "--data",
+                str(foreign / "train-*"),
+                "--num-classes",
+                "4",
+                "--model-dir",
+                str(tmp_path / "run"),
+                *TINY,
+            ]
+        )
+
+
+@pytest.fixture(scope="module")
+def splits(tmp_path_factory):
+    """imgshard's layout: one split per folder, out/train and out/validation."""
+    root = tmp_path_factory.mktemp("splits")
+    list_path = sorted_dataset(str(root / "images"), classes=4, per_class=10)
+    for split in ("train", "validation"):
+        convert(
+            list_path,
+            root / "out" / split,
+            "--split",
+            split,
+            "--num-shards",
+            "2",
+            "--resize",
+            "shorter:32",
+            "--allow-upscale",
+        )
+    return root / "out"
+
+
+def test_the_validation_folder_beside_the_training_folder_is_the_default(splits, tmp_path):
+    assert validation_source(str(splits / "train"), "auto") == str(splits / "validation")
+    assert validation_source(str(splits / "train"), "none") is None
+    assert validation_source(str(splits / "validation"), "auto") is None  # not a train folder
+
+    model_dir = tmp_path / "run"
+    flags = ["--data", str(splits / "train"), "--model-dir", str(model_dir), *TINY]
+    result = train([*flags, "--steps-per-epoch", "3"])
+    assert len(result["history"]["val_loss"]) == 1
+
+    evaluated = train([*flags, "--eval-only"])
+    assert evaluated["steps"] == 3 and set(evaluated["metrics"]) >= {"loss", "accuracy", "top5"}
+    written = json.loads((model_dir / "eval.json").read_text())
+    assert written["step"] == 3 and written["metrics"] == evaluated["metrics"]
+
+    exported = train([*flags, "--export-only"])
+    served = tf.saved_model.load(exported["export"]).signatures["serving_default"]
+    out = served(image_bytes=tf.constant([class_color_jpeg(1, 32)]))
+    assert out["probabilities"].shape == (1, 4)
+
+    assert (
+        main(
+            ["--data", str(splits / "train"), "--model-dir", str(tmp_path / "none")]
+            + TINY
+            + ["--eval-only"]
+        )
+        == 2
+    )  # no checkpoint there
