@@ -7,8 +7,9 @@ import pytest
 import tensorflow as tf
 
 from helpers import class_color_jpeg, convert, sorted_dataset
-from imgshard.trainer.data import validation_source
+from imgshard.trainer.data import data_info, validation_source
 from imgshard.trainer.errors import TrainError
+from imgshard.trainer.input_pipeline import InputSettings, image_dataset
 from imgshard.trainer.train import main
 from imgshard.trainer.train import run as train
 
@@ -54,26 +55,22 @@ def test_foreign_shards_from_a_glob_need_the_classes_and_are_counted_once(foreig
     cached = list((model_dir / "data").glob("num_examples-*.json"))
     assert sorted(json.loads(p.read_text())["records"] for p in cached) == [12, 60]
     # --num-examples instead of counting
-    given = train([*flags, "--model-dir", str(tmp_path / "given"), "--num-examples", "32"])
-    assert given["steps"] == 4
-    cached = list((tmp_path / "given" / "data").glob("num_examples-*.json"))
-    assert [json.loads(p.read_text())["records"] for p in cached] == [12]  # validation only
+    given = data_info(data, num_classes=4, num_examples=32, cache_dir=str(tmp_path / "given"))
+    assert given.records == 32 and not (tmp_path / "given").exists()
 
 
-def test_a_label_outside_the_classes_is_not_silently_trained_on(foreign, tmp_path):
-    # tf/models' labels are 1-4 here: without --label-offset 1, label 4 is class "4" of 4
-    with pytest.raises(tf.errors.InvalidArgumentError):
-        train(
-            [
-                "--data",
-                str(foreign / "train-*"),
-                "--num-classes",
-                "4",
-                "--model-dir",
-                str(tmp_path / "run"),
-                *TINY,
-            ]
-        )
+def test_a_label_outside_the_classes_stops_the_input(foreign):
+    # tf/models' labels are 1-4 here: without --label-offset 1, label 4 is outside 4 classes
+    # (tf.one_hot alone would make it an all-zero target and train on it silently)
+    files = [str(foreign / "validation-00000-of-00001")]
+    for offset, fails in ((0, True), (1, False)):
+        settings = InputSettings(image_size=32, batch_size=4, num_classes=4, label_offset=offset)
+        batches = image_dataset(files, settings, training=False)
+        if fails:
+            with pytest.raises(tf.errors.InvalidArgumentError, match="label >= 4 classes"):
+                list(batches)
+        else:
+            assert len(list(batches)) == 3
 
 
 @pytest.fixture(scope="module")
