@@ -14,7 +14,15 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-__all__ = ["EVAL_CROP_FRACTION", "eval_image", "train_crop_window", "train_image"]
+from imgshard.trainer.decode import decode_upright_rgb, exif_orientation
+
+__all__ = [
+    "EVAL_CROP_FRACTION",
+    "eval_image",
+    "serving_image",
+    "train_crop_window",
+    "train_image",
+]
 
 EVAL_CROP_FRACTION = 0.875
 AREA_RANGE = (0.08, 1.0)
@@ -94,10 +102,27 @@ def train_image(
     return tf.image.stateless_random_flip_left_right(image, seed=seed)
 
 
-def eval_image(encoded: tf.Tensor, size: int) -> tf.Tensor:
-    """The center 87.5% square of the shorter side, resized to size x size (uint8)."""
-    shape = _shape(encoded)
+def _center_window(shape: tf.Tensor) -> tf.Tensor:
     side = tf.cast(tf.cast(tf.reduce_min(shape), tf.float32) * EVAL_CROP_FRACTION, tf.int32)
     side = tf.maximum(side, 1)
-    window = tf.stack([(shape[0] - side) // 2, (shape[1] - side) // 2, side, side])
+    return tf.stack([(shape[0] - side) // 2, (shape[1] - side) // 2, side, side])
+
+
+def eval_image(encoded: tf.Tensor, size: int) -> tf.Tensor:
+    """The center 87.5% square of the shorter side, resized to size x size (uint8)."""
+    window = _center_window(_shape(encoded))
     return _resize_uint8(_crop(encoded, window), size)
+
+
+def serving_image(encoded: tf.Tensor, size: int) -> tf.Tensor:
+    """`eval_image` of a client's image as the converter would have stored it: upright by its
+    EXIF orientation, alpha composited onto white, CMYK and grayscale as RGB (decode.py).
+    Plain JPEGs take `eval_image`'s fused path itself."""
+    plain_jpeg = tf.logical_and(tf.io.is_jpeg(encoded), tf.equal(exif_orientation(encoded), 1))
+
+    def converted():
+        image = decode_upright_rgb(encoded)
+        window = _center_window(tf.shape(image)[:2])
+        return _resize_uint8(tf.image.crop_to_bounding_box(image, *tf.unstack(window)), size)
+
+    return tf.cond(plain_jpeg, lambda: eval_image(encoded, size), converted)
