@@ -23,7 +23,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 .DEFAULT_GOAL := help
 
-.PHONY: help install install-dev demo repro train bench bench-resume bench-input test lint format clean
+.PHONY: help install install-dev demo repro train bench bench-resume bench-input bench-train test lint format clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -76,6 +76,10 @@ bench-resume: $(VENV)/.installed-bench ## finishing a run killed at 80% vs a ful
 
 bench-input: install-dev ## input pipeline images/s vs a bare read+decode loop (benchmarks/RESULTS-input.md)
 	$(BIN)/python benchmarks/input_pipeline.py
+
+bench-train: install-dev ## training images/s vs the model's synthetic-input ceiling (benchmarks/RESULTS-train.md)
+	@[ -f $(DEMO_OUT)/dataset.json ] || $(MAKE) demo
+	$(BIN)/python benchmarks/train.py --data $(DEMO_OUT) $(BENCH_ARGS)
 
 test: install-dev ## run the test suite (hermetic; no network)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -38,6 +38,7 @@ class TrainConfig:
     label_offset: int = 0
     num_examples: int = 0
     eval_only: bool = False
+    synthetic_data: bool = False
     export_only: bool = False
     model: str = "mobilenet"
     alpha: float = 1.0
@@ -124,6 +125,12 @@ def _parse(argv: list[str] | None) -> TrainConfig:
         "--eval-only",
         action="store_true",
         help="evaluate the model dir's checkpoint on the validation data, write eval.json",
+    )
+    p.add_argument(
+        "--synthetic-data",
+        action="store_true",
+        help="train on one real batch repeated (no reading or decoding): the model's own "
+        "speed limit, for make bench-train",
     )
     p.add_argument(
         "--export-only",
@@ -462,8 +469,8 @@ def run(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
     else:
         _LOG.info("training from step 0 of %d", total_steps)
 
-    train_data = strategy.distribute_datasets_from_function(
-        lambda ctx: image_dataset(
+    def training_input(ctx):
+        dataset = image_dataset(
             info.files,
             settings,
             training=True,
@@ -471,7 +478,9 @@ def run(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
             start_step=start,
             records_per_file=info.records / len(info.files),
         )
-    )
+        return dataset.take(1).cache().repeat() if config.synthetic_data else dataset
+
+    train_data = strategy.distribute_datasets_from_function(training_input)
     log_dir = os.path.join(
         config.model_dir if role.chief else role.private_dir(config.model_dir), "logs"
     )
