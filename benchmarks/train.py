@@ -106,10 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "| run | images/s (median) | every round |",
         "|---|---|---|",
-        *(
-            f"| {k} | {median[k]:.0f} | {', '.join(f'{v:.0f}' for v in runs[k])} |"
-            for k in runs
-        ),
+        *(f"| {k} | {median[k]:.0f} | {', '.join(f'{v:.0f}' for v in runs[k])} |" for k in runs),
         "",
         f"real / synthetic = {ratio:.2f}: **{bound}** on this device "
         "(synthetic = one real batch repeated, the model's own ceiling).",
