@@ -3,6 +3,7 @@ folder beside the training folder, and --eval-only / --export-only on a finished
 
 import json
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -10,6 +11,7 @@ from helpers import class_color_jpeg, convert, sorted_dataset
 from imgshard.trainer.data import data_info, validation_source
 from imgshard.trainer.errors import TrainError
 from imgshard.trainer.input_pipeline import InputSettings, image_dataset
+from imgshard.trainer.preprocessing import eval_image
 from imgshard.trainer.train import main
 from imgshard.trainer.train import run as train
 
@@ -93,31 +95,33 @@ def splits(tmp_path_factory):
     return root / "out"
 
 
-def test_the_validation_folder_beside_the_training_folder_is_the_default(splits, tmp_path):
+def test_validation_beside_the_train_folder_ema_eval_only_and_export_only(splits, tmp_path):
     assert validation_source(str(splits / "train"), "auto") == str(splits / "validation")
     assert validation_source(str(splits / "train"), "none") is None
     assert validation_source(str(splits / "validation"), "auto") is None  # not a train folder
 
     model_dir = tmp_path / "run"
     flags = ["--data", str(splits / "train"), "--model-dir", str(model_dir), *TINY]
+    flags += ["--ema-decay", "0.5"]  # and the weights' moving average, validated and exported
     result = train([*flags, "--steps-per-epoch", "3"])
     assert len(result["history"]["val_loss"]) == 1
+    model = result["model"]
+    averages = [v for v in model.optimizer.variables if v.path.endswith("_average")]
+    assert len(averages) == len(model.trainable_weights)
+    for average, weight in zip(averages, model.trainable_weights, strict=True):
+        np.testing.assert_array_equal(average.numpy(), weight.numpy())
 
     evaluated = train([*flags, "--eval-only"])
     assert evaluated["steps"] == 3 and set(evaluated["metrics"]) >= {"loss", "accuracy", "top5"}
     written = json.loads((model_dir / "eval.json").read_text())
     assert written["step"] == 3 and written["metrics"] == evaluated["metrics"]
 
-    exported = train([*flags, "--export-only"])
+    exported = train([*flags, "--export-only"])  # from the checkpoint: raw weights + average
     served = tf.saved_model.load(exported["export"]).signatures["serving_default"]
-    out = served(image_bytes=tf.constant([class_color_jpeg(1, 32)]))
-    assert out["probabilities"].shape == (1, 4)
+    image = class_color_jpeg(1, 32)
+    expected = tf.nn.softmax(model(eval_image(tf.constant(image), 32)[None])).numpy()
+    got = served(image_bytes=tf.constant([image]))["probabilities"].numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-5)
 
-    assert (
-        main(
-            ["--data", str(splits / "train"), "--model-dir", str(tmp_path / "none")]
-            + TINY
-            + ["--eval-only"]
-        )
-        == 2
-    )  # no checkpoint there
+    none = ["--data", str(splits / "train"), "--model-dir", str(tmp_path / "none"), *TINY]
+    assert main([*none, "--eval-only"]) == 2  # no checkpoint there

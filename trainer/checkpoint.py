@@ -107,16 +107,22 @@ class Checkpointer(StepCallback):
         self._every = every
         self._write = write
         self._plan = dict(plan or {})
+        self._saved = None
 
     def on_train_batch_end(self, batch, logs=None):
         super().on_train_batch_end(batch, logs)
-        if self.step % self._every == 0:
+        # stop_training: StopAtStep or SIGTERM (callbacks placed before this one) ended the run
+        if self.step % self._every == 0 or self.model.stop_training:
             self.save(self.step)
 
     def on_train_end(self, logs=None):
-        self.save(self.step)
+        # normally saved at the last batch end already: by now Keras has replaced the weights
+        # with their moving average (--ema-decay), which a resumed run must not continue from
+        if self._saved != self.step:
+            self.save(self.step)
 
     def save(self, step: int) -> None:
+        self._saved = step
         if not self._write:
             return
         tf.io.gfile.makedirs(self._directory)

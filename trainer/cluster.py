@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 
-__all__ = ["WorkerRole", "strategy_name", "use_xla", "worker_role"]
+__all__ = ["WorkerRole", "multi_worker", "strategy_name", "use_xla", "worker_role"]
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,10 @@ class WorkerRole:
     def private_dir(self, model_dir: str) -> str:
         """Where a non-chief worker puts what it must write but nobody reads."""
         return f"{model_dir.rstrip('/')}/.worker-{self.task_type}-{self.task_id}"
+
+
+def multi_worker(strategy: tf.distribute.Strategy) -> bool:
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
 
 
 def strategy_name(strategy: tf.distribute.Strategy) -> str:

@@ -1,10 +1,10 @@
 """SIGTERM (preemptible/spot VMs, Kubernetes) -> finish the step, checkpoint, stop cleanly.
 
-The handler only sets a flag; the callback stops training at the next step end, and the
-Checkpointer's `on_train_end` writes the checkpoint that the rerun resumes from. Single-worker
-only: under MultiWorkerMirroredStrategy one worker stopping alone would leave the others
-waiting in their collectives, so there the job relies on its checkpoints (a killed worker's job
-is resumed by rerunning every worker).
+The handler only sets a flag; the callback stops training at the next step end, where the
+Checkpointer (placed after it) writes the checkpoint that the rerun resumes from. Not under
+MultiWorkerMirroredStrategy (`enabled=False`): one worker stopping alone would leave the others
+waiting in their collectives, so there SIGTERM ends the process and the job resumes from its
+last checkpoint when every worker is rerun.
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ __all__ = ["StopOnSignal"]
 
 
 class StopOnSignal(keras.callbacks.Callback):
-    def __init__(self, signum: int = signal.SIGTERM):
+    def __init__(self, signum: int = signal.SIGTERM, enabled: bool = True):
         super().__init__()
         self._signum = signum
+        self._enabled = enabled
         self._previous = None
         self.received = False
 
@@ -28,7 +29,7 @@ class StopOnSignal(keras.callbacks.Callback):
         self.received = True
 
     def on_train_begin(self, logs=None):
-        if threading.current_thread() is threading.main_thread():
+        if self._enabled and threading.current_thread() is threading.main_thread():
             self._previous = signal.signal(self._signum, self._handle)
 
     def on_train_batch_end(self, batch, logs=None):

@@ -39,6 +39,7 @@ class TrainConfig:
     num_examples: int = 0
     eval_only: bool = False
     synthetic_data: bool = False
+    ema_decay: float = 0.0
     export_only: bool = False
     model: str = "mobilenet"
     alpha: float = 1.0
@@ -86,6 +87,8 @@ class TrainConfig:
                 f"--precision: auto, float32, mixed_float16 or mixed_bfloat16, "
                 f"got {self.precision!r}"
             )
+        if not 0 <= self.ema_decay < 1:
+            raise TrainError(f"--ema-decay must be in [0, 1), got {self.ema_decay}")
         if self.require_gpu not in ("auto", "yes", "no"):
             raise TrainError(f"--require-gpu: auto, yes or no, got {self.require_gpu!r}")
         if self.jit_compile not in ("auto", "on", "off"):
@@ -165,6 +168,12 @@ def _parse(argv: list[str] | None) -> TrainConfig:
         help="decoupled weight decay (SGD's weight_decay)",
     )
     p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
+    p.add_argument(
+        "--ema-decay",
+        type=float,
+        default=d.ema_decay,
+        help="keep a moving average of the weights (e.g. 0.9999), validate and export it; 0: off",
+    )
     p.add_argument(
         "--precision",
         default=d.precision,
@@ -289,7 +298,13 @@ def _compile(model, config: TrainConfig, schedule, precision: str, jit: bool) ->
     from imgshard.trainer.regularization import add_weight_decay
 
     add_weight_decay(model, config.weight_decay)
-    optimizer = keras.optimizers.SGD(schedule, momentum=config.momentum, nesterov=config.nesterov)
+    optimizer = keras.optimizers.SGD(
+        schedule,
+        momentum=config.momentum,
+        nesterov=config.nesterov,
+        use_ema=bool(config.ema_decay),
+        ema_momentum=config.ema_decay or 0.99,
+    )
     model.compile(
         optimizer=wrap_optimizer(optimizer, precision),
         loss=keras.losses.CategoricalCrossentropy(
@@ -381,7 +396,7 @@ def run(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
     import tensorflow as tf
 
     from imgshard.trainer.checkpoint import Checkpointer, StopAtStep, restore
-    from imgshard.trainer.cluster import strategy_name, use_xla, worker_role
+    from imgshard.trainer.cluster import multi_worker, strategy_name, use_xla, worker_role
     from imgshard.trainer.data import data_info
     from imgshard.trainer.input_pipeline import image_dataset
     from imgshard.trainer.model import build_model
@@ -485,7 +500,9 @@ def run(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
         config.model_dir if role.chief else role.private_dir(config.model_dir), "logs"
     )
     throughput = ThroughputLogger(log_dir, global_batch, every=config.log_every, write=role.chief)
-    preemption = StopOnSignal()
+    # under MultiWorkerMirroredStrategy one worker stopping alone would leave the others
+    # waiting in their collectives: SIGTERM keeps its default there (resume from checkpoint)
+    preemption = StopOnSignal(enabled=not multi_worker(strategy))
     tensorboard = [keras.callbacks.TensorBoard(log_dir, update_freq=config.log_every)]
     history = model.fit(
         train_data,
@@ -497,9 +514,10 @@ def run(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
         shuffle=False,  # the input pipeline shuffles files and records itself
         verbose=2,
         callbacks=[
-            Checkpointer(checkpoints, config.checkpoint_every, write=role.chief, plan=plan),
-            StopAtStep(total_steps),
+            StopAtStep(total_steps),  # before the Checkpointer, which saves when they stop
             preemption,
+            Checkpointer(checkpoints, config.checkpoint_every, write=role.chief, plan=plan),
+            *([keras.callbacks.SwapEMAWeights()] if config.ema_decay else []),
             *(tensorboard if role.chief else []),
             throughput,
             *(callbacks or []),
@@ -538,6 +556,9 @@ def _evaluate_or_export(model, step, config, info, transform, role, val_data, va
     """--eval-only / --export-only on the model dir's checkpoint."""
     if not step:
         raise TrainError(f"{config.model_dir} has no checkpoint to evaluate or export")
+    if config.ema_decay:
+        # checkpoints hold the raw weights and their average: evaluate and export the average
+        model.optimizer.finalize_variable_values(model.trainable_weights)
     result = {"model": model, "steps": step, "preempted": False}
     if config.eval_only:
         if val_data is None:
