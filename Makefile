@@ -23,7 +23,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 .DEFAULT_GOAL := help
 
-.PHONY: help install install-dev demo repro train bench bench-resume bench-input bench-image flink-up flink-down test lint format clean
+.PHONY: help install install-dev demo repro train bench bench-resume bench-input bench-image bench-train flink-up flink-down test lint format clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -79,6 +79,10 @@ bench-image: $(VENV)/.installed-bench ## per-image decode+resize paths: CPU ms v
 
 bench-input: install-dev ## input pipeline images/s vs a bare read+decode loop (benchmarks/RESULTS-input.md)
 	$(BIN)/python benchmarks/input_pipeline.py
+
+bench-train: install-dev ## training images/s vs the model's synthetic-input ceiling (benchmarks/RESULTS-train.md)
+	@[ -f $(DEMO_OUT)/dataset.json ] || $(MAKE) demo
+	$(BIN)/python benchmarks/train.py --data $(DEMO_OUT) $(BENCH_ARGS)
 
 flink-up: install ## start a real Flink 1.20 session cluster on loopback (1 JobManager, 2 TaskManagers, a Beam worker pool)
 	PYTHON=$(abspath $(BIN)/python) deploy/flink/local-cluster.sh up

@@ -1,8 +1,10 @@
 """Export: a SavedModel that takes raw encoded images and returns class probabilities.
 
-Serving applies `eval_image`, the very function evaluation uses, so a client sends the bytes
-of a JPEG (or PNG) and gets exactly the predictions evaluation measured. With a tf.Transform
-output, serving runs its transform graph (which applies the same `eval_image`) instead.
+Serving applies `serving_image`: `eval_image`, the very function evaluation uses, on the image
+as the converter would have stored it (upright by EXIF, alpha on white, CMYK as RGB), so a
+client sends the bytes of a JPEG (or PNG) and gets the predictions evaluation measured. With a
+tf.Transform output, serving runs its transform graph (which applies the same `eval_image`,
+without the EXIF and alpha handling: that graph is built by the converter) instead.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from imgshard.trainer.preprocessing import eval_image
+from imgshard.trainer.preprocessing import serving_image
 
 __all__ = ["ServingModule", "export_serving_model"]
 
@@ -33,7 +35,7 @@ class ServingModule(tf.Module):
             return tf.cast(features["image_pixels"], tf.uint8)
         size = self.image_size
         return tf.map_fn(
-            lambda encoded: eval_image(encoded, size),
+            lambda encoded: serving_image(encoded, size),
             image_bytes,
             fn_output_signature=tf.TensorSpec([size, size, 3], tf.uint8),
         )

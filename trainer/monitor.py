@@ -36,9 +36,10 @@ class DistinctLabels(keras.metrics.Metric):
 class ThroughputLogger(keras.callbacks.Callback):
     """Writes images/s and the learning rate to TensorBoard every `every` steps."""
 
-    def __init__(self, log_dir: str, global_batch: int, every: int = 100):
+    def __init__(self, log_dir: str, global_batch: int, every: int = 100, write: bool = True):
         super().__init__()
-        self._writer = tf.summary.create_file_writer(log_dir + "/train")
+        # only one worker of a multi-worker job writes events
+        self._writer = tf.summary.create_file_writer(log_dir + "/train") if write else None
         self._global_batch = global_batch
         self._every = every
         self._started = None
@@ -62,6 +63,9 @@ class ThroughputLogger(keras.callbacks.Callback):
             return
         elapsed = time.perf_counter() - self._started
         self.images_per_second = self._every * self._global_batch / max(elapsed, 1e-9)
+        if self._writer is None:
+            self._started = time.perf_counter()
+            return
         step = int(self.model.optimizer.iterations.numpy())
         learning_rate = self.model.optimizer.learning_rate
         with self._writer.as_default(step=step):

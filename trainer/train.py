@@ -17,9 +17,14 @@ import os
 import sys
 from dataclasses import asdict, dataclass
 
+from imgshard.trainer.errors import TrainError
+
 __all__ = ["TrainConfig", "main", "run"]
 
 _LOG = logging.getLogger("imgshard.train")
+# 128 + SIGTERM, what a shell reports for a process SIGTERM ended: not 0, so a job system
+# restarts (resumes) the job instead of taking it as finished
+PREEMPTED_EXIT = 143
 
 
 @dataclass(frozen=True)
@@ -28,7 +33,14 @@ class TrainConfig:
 
     data: str
     model_dir: str = "out/train"
-    val_data: str | None = None
+    val_data: str = "auto"
+    num_classes: int = 0
+    label_offset: int = 0
+    num_examples: int = 0
+    eval_only: bool = False
+    synthetic_data: bool = False
+    ema_decay: float = 0.0
+    export_only: bool = False
     model: str = "mobilenet"
     alpha: float = 1.0
     image_size: int = 224
@@ -58,24 +70,29 @@ class TrainConfig:
     cpu_replicas: int = 0
     transform_fn: str = "auto"
     export: bool = True
+    require_gpu: str = "auto"
 
     def __post_init__(self):
         for name in ("image_size", "epochs", "batch_size", "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
-                raise ValueError(
+                raise TrainError(
                     f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}"
                 )
         if self.image_size < 32:
-            raise ValueError(
+            raise TrainError(
                 f"--image-size must be >= 32 (the models' minimum), got {self.image_size}"
             )
         if self.precision not in ("auto", "float32", "mixed_float16", "mixed_bfloat16"):
-            raise ValueError(
+            raise TrainError(
                 f"--precision: auto, float32, mixed_float16 or mixed_bfloat16, "
                 f"got {self.precision!r}"
             )
+        if not 0 <= self.ema_decay < 1:
+            raise TrainError(f"--ema-decay must be in [0, 1), got {self.ema_decay}")
+        if self.require_gpu not in ("auto", "yes", "no"):
+            raise TrainError(f"--require-gpu: auto, yes or no, got {self.require_gpu!r}")
         if self.jit_compile not in ("auto", "on", "off"):
-            raise ValueError(f"--jit-compile: auto, on or off, got {self.jit_compile!r}")
+            raise TrainError(f"--jit-compile: auto, on or off, got {self.jit_compile!r}")
 
 
 def _parse(argv: list[str] | None) -> TrainConfig:
@@ -85,8 +102,43 @@ def _parse(argv: list[str] | None) -> TrainConfig:
     p.add_argument("--model-dir", default=d.model_dir, help="checkpoints, logs, export")
     p.add_argument(
         "--val-data",
-        default=None,
-        help="validation shards (default: validation-* beside the training shards)",
+        default=d.val_data,
+        help="validation shards: a folder with dataset.json or a glob; auto: the `validation` "
+        "folder beside a `train` folder (or validation-* beside foreign train-* shards); none",
+    )
+    p.add_argument(
+        "--num-classes",
+        type=int,
+        default=0,
+        help="shards without dataset.json only (e.g. 1000 for tf/models' ImageNet)",
+    )
+    p.add_argument(
+        "--label-offset",
+        type=int,
+        default=0,
+        help="shards without dataset.json: the first class's label (1 for tf/models' ImageNet)",
+    )
+    p.add_argument(
+        "--num-examples",
+        type=int,
+        default=0,
+        help="shards without dataset.json: their record count (default: counted once)",
+    )
+    p.add_argument(
+        "--eval-only",
+        action="store_true",
+        help="evaluate the model dir's checkpoint on the validation data, write eval.json",
+    )
+    p.add_argument(
+        "--synthetic-data",
+        action="store_true",
+        help="train on one real batch repeated (no reading or decoding): the model's own "
+        "speed limit, for make bench-train",
+    )
+    p.add_argument(
+        "--export-only",
+        action="store_true",
+        help="export the model dir's checkpoint as the serving model",
     )
     p.add_argument("--model", default=d.model, choices=("mobilenet", "resnet50"))
     p.add_argument("--alpha", type=float, default=d.alpha, help="MobileNet width multiplier")
@@ -117,12 +169,22 @@ def _parse(argv: list[str] | None) -> TrainConfig:
     )
     p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
     p.add_argument(
+        "--ema-decay",
+        type=float,
+        default=d.ema_decay,
+        help="keep a moving average of the weights (e.g. 0.9999), validate and export it; 0: off",
+    )
+    p.add_argument(
         "--precision",
         default=d.precision,
         help="auto (mixed_float16 on GPUs, mixed_bfloat16 on Hopper, float32 on CPU), "
         "float32, mixed_float16, mixed_bfloat16",
     )
-    p.add_argument("--jit-compile", default=d.jit_compile, help="XLA: auto (on GPUs), on, off")
+    p.add_argument(
+        "--jit-compile",
+        default=d.jit_compile,
+        help="XLA: auto (on one GPU), on, off; always off under a multi-replica strategy",
+    )
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="steps")
     p.add_argument("--log-every", type=int, default=d.log_every, help="steps")
     p.add_argument("--cycle-length", type=int, default=d.cycle_length, help="files interleaved")
@@ -148,6 +210,12 @@ def _parse(argv: list[str] | None) -> TrainConfig:
         "graph serves (default auto: the data's, if it has one; or a path, or none)",
     )
     p.add_argument("--no-export", dest="export", action="store_false")
+    p.add_argument(
+        "--require-gpu",
+        default=d.require_gpu,
+        choices=("auto", "yes", "no"),
+        help="no GPU is an error (auto: when the GPU extra imgshard[gpu] is installed)",
+    )
     args = vars(p.parse_args(argv))
     args["decay_epochs"] = tuple(float(x) for x in args["decay_epochs"].split(",") if x)
     return TrainConfig(**args)
@@ -170,109 +238,195 @@ def _strategy(config: TrainConfig):
     return tf.distribute.get_strategy()
 
 
-def _precision(config: TrainConfig) -> str:
-    import tensorflow as tf
-
-    if config.precision != "auto":
-        return config.precision
-    gpus = tf.config.list_physical_devices("GPU")
-    if not gpus:
-        return "float32"
-    major = tf.config.experimental.get_device_details(gpus[0]).get("compute_capability", (0, 0))[0]
-    return "mixed_bfloat16" if major >= 9 else "mixed_float16" if major >= 7 else "float32"
-
-
-def _dataset_info(data: str) -> dict:
-    """Record count, classes and label offset from dataset.json (local or gs://)."""
-    import tensorflow as tf
-
-    meta_path = data.rstrip("/") + "/dataset.json"
-    if not tf.io.gfile.exists(meta_path):
-        raise ValueError(
-            f"{meta_path} not found: train needs imgshard's dataset.json for the "
-            "record count and classes"
-        )
-    with tf.io.gfile.GFile(meta_path, "rb") as f:
-        meta = json.loads(f.read())
-    labels = meta["labels"]
-    transform = meta.get("transform_fn")
-    return {
-        "records": meta["num_records"],
-        "num_classes": labels["num_classes"],
-        "label_offset": labels["offset"],
-        "names": labels.get("names", []),
-        "transform_fn": data.rstrip("/") + "/" + transform if transform else None,
-    }
-
-
-def _transform(config: TrainConfig, info: dict):
+def _transform(config: TrainConfig, info):
     """The tf.Transform output to use, checked against the model's input, or None."""
     choice = config.transform_fn
-    path = info["transform_fn"] if choice == "auto" else None if choice == "none" else choice
+    path = info.transform_fn if choice == "auto" else None if choice == "none" else choice
     if path is None:
         return None
     from imgshard.trainer.transform import load_transform
 
     transform = load_transform(path)
     if transform.image_size != config.image_size:
-        raise ValueError(
+        raise TrainError(
             f"{path} preprocesses to {transform.image_size} px but --image-size is "
             f"{config.image_size}: convert with --analyze-image-size {config.image_size}, "
             "or pass --transform-fn none"
         )
-    if len(transform.class_names) != info["num_classes"]:
-        raise ValueError(
-            f"{path} knows {len(transform.class_names)} classes, the data {info['num_classes']}"
+    if len(transform.class_names) != info.num_classes:
+        raise TrainError(
+            f"{path} knows {len(transform.class_names)} classes, the data {info.num_classes}"
         )
     return transform
 
 
-def _validation(config: TrainConfig) -> tuple[list[str], int | None]:
-    """Validation shards and, when their dataset.json tells, their record count."""
+def _devices(config: TrainConfig, gpus: list) -> str:
+    """The start-up line naming the devices; no GPU is an error when one is required."""
     import tensorflow as tf
 
-    from imgshard.trainer.input_pipeline import dataset_files
+    names = [d.name for d in tf.config.list_logical_devices() if d.device_type in ("CPU", "GPU")]
+    required = config.require_gpu == "yes" or (config.require_gpu == "auto" and _gpu_extra())
+    if required and not gpus:
+        raise TrainError(
+            "no GPU visible to TensorFlow"
+            + (
+                " although the GPU extra (tensorflow[and-cuda]) is installed"
+                if _gpu_extra()
+                else ""
+            )
+            + ": check the NVIDIA driver (nvidia-smi); pass --require-gpu no to train on the CPU"
+        )
+    return ", ".join(names) + ("" if gpus else " (no GPU)")
 
-    if config.val_data:
-        files = dataset_files(config.val_data)
-        has_meta = tf.io.gfile.exists(config.val_data.rstrip("/") + "/dataset.json")
-        return files, _dataset_info(config.val_data)["records"] if has_meta else None
-    return sorted(tf.io.gfile.glob(config.data.rstrip("/") + "/validation-*-of-*.tfrecord")), None
+
+def _gpu_extra() -> bool:
+    """Whether `imgshard[gpu]` (tensorflow[and-cuda]'s CUDA wheels) is installed."""
+    from importlib import metadata
+
+    try:
+        metadata.version("nvidia-cudnn-cu12")
+    except metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def _compile(model, config: TrainConfig, schedule, precision: str, jit: bool) -> None:
+    import keras
+
+    from imgshard.trainer.monitor import DistinctLabels
+    from imgshard.trainer.precision import wrap_optimizer
+    from imgshard.trainer.regularization import add_weight_decay
+
+    add_weight_decay(model, config.weight_decay)
+    optimizer = keras.optimizers.SGD(
+        schedule,
+        momentum=config.momentum,
+        nesterov=config.nesterov,
+        use_ema=bool(config.ema_decay),
+        ema_momentum=config.ema_decay or 0.99,
+    )
+    model.compile(
+        optimizer=wrap_optimizer(optimizer, precision),
+        loss=keras.losses.CategoricalCrossentropy(
+            from_logits=True, label_smoothing=config.label_smoothing
+        ),
+        metrics=[
+            keras.metrics.CategoricalAccuracy(name="accuracy"),
+            keras.metrics.TopKCategoricalAccuracy(5, name="top5"),
+            DistinctLabels(),
+        ],
+        jit_compile=jit,
+    )
+
+
+def _write_json(path: str, value: dict) -> None:
+    """Through tf.io.gfile: the model dir may be gs:// (or any TensorFlow filesystem)."""
+    import tensorflow as tf
+
+    tmp = path + ".tmp"
+    with tf.io.gfile.GFile(tmp, "w") as f:
+        f.write(json.dumps(value, indent=1))
+    tf.io.gfile.rename(tmp, path, overwrite=True)
+
+
+def _input_settings(config: TrainConfig, info) -> object:
+    from imgshard.trainer.input_pipeline import InputSettings, ReaderSettings
+
+    return InputSettings(
+        image_size=config.image_size,
+        batch_size=config.batch_size,
+        num_classes=info.num_classes,
+        label_offset=info.label_offset,
+        reader=ReaderSettings(
+            config.cycle_length,
+            config.shuffle_buffer,
+            config.read_buffer_mb * 2**20,
+            config.seed,
+            config.deterministic,
+        ),
+        threads=config.threads,
+    )
+
+
+def _validation(config: TrainConfig, info, settings):
+    """(validation dataset or None, its steps for one exact pass or None)."""
+    from imgshard.trainer.data import data_info, validation_source
+    from imgshard.trainer.input_pipeline import image_dataset
+
+    source = validation_source(config.data, config.val_data)
+    if source is None:
+        _LOG.info("no validation data (pass --val-data): nothing is evaluated")
+        return None, None
+    val = data_info(
+        source, info.num_classes, info.label_offset, cache_dir=config.model_dir + "/data"
+    )
+    if val.num_classes != info.num_classes:
+        raise TrainError(
+            f"{source} has {val.num_classes} classes, the training data {info.num_classes}"
+        )
+    _LOG.info("validating on %s (%d records)", source, val.records)
+    dataset = image_dataset(val.files, settings, training=False)
+    return dataset, -(-val.records // config.batch_size)
+
+
+def _export(model, config: TrainConfig, info, transform, role) -> str | None:
+    """Every worker saves (the save may run collectives); only the chief's copy is kept."""
+    from imgshard.trainer.export import export_serving_model
+
+    names = transform.class_names if transform else info.names
+    folder = config.model_dir if role.chief else role.private_dir(config.model_dir)
+    path = export_serving_model(
+        model,
+        config.image_size,
+        names or [str(i) for i in range(info.num_classes)],
+        os.path.join(folder, "export"),
+        transform.output.transform_features_layer() if transform else None,
+    )
+    return path if role.chief else None
 
 
 def run(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
-    """Trains; returns the Keras model, the final metrics, the steps done and the export path."""
+    """Trains; returns the Keras model, the final metrics, the steps done and the export path.
+
+    `preempted` is True when SIGTERM stopped the run (checkpointed; rerun to resume). With
+    --eval-only / --export-only: the restored model, its step and `metrics` / `export`.
+    """
     config = _parse(argv)
     import keras
     import tensorflow as tf
 
     from imgshard.trainer.checkpoint import Checkpointer, StopAtStep, restore
-    from imgshard.trainer.export import export_serving_model
-    from imgshard.trainer.input_pipeline import (
-        InputSettings,
-        ReaderSettings,
-        dataset_files,
-        image_dataset,
-    )
+    from imgshard.trainer.cluster import multi_worker, strategy_name, use_xla, worker_role
+    from imgshard.trainer.data import data_info
+    from imgshard.trainer.input_pipeline import image_dataset
     from imgshard.trainer.model import build_model
-    from imgshard.trainer.monitor import DistinctLabels, ThroughputLogger
+    from imgshard.trainer.monitor import ThroughputLogger
+    from imgshard.trainer.precision import choose_precision
+    from imgshard.trainer.preemption import StopOnSignal
     from imgshard.trainer.schedule import WarmupSchedule, scaled_learning_rate
 
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
     strategy = _strategy(config)
-    precision = _precision(config)
+    role = worker_role(strategy)
+    precision = choose_precision(config.precision)
     keras.mixed_precision.set_global_policy(precision)
     gpus = tf.config.list_physical_devices("GPU")
-    jit = {"auto": bool(gpus), "on": True, "off": False}[config.jit_compile]
+    _LOG.info("devices: %s", _devices(config, gpus))
+    jit, jit_reason = use_xla(config.jit_compile, strategy, len(gpus))
 
-    info = _dataset_info(config.data)
+    info = data_info(
+        config.data,
+        config.num_classes,
+        config.label_offset,
+        config.num_examples,
+        cache_dir=config.model_dir + "/data",
+    )
     transform = _transform(config, info)
-    files = dataset_files(config.data)
     replicas = strategy.num_replicas_in_sync
     global_batch = config.batch_size * replicas
-    steps_per_epoch = config.steps_per_epoch or max(1, info["records"] // global_batch)
+    steps_per_epoch = config.steps_per_epoch or max(1, info.records // global_batch)
     total_steps = steps_per_epoch * config.epochs
     peak = scaled_learning_rate(config.lr, global_batch, config.lr_scaling)
     schedule = WarmupSchedule(
@@ -294,62 +448,34 @@ def run(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
         "%s on %d replica(s) (%s), %s, XLA %s; global batch %d, %d steps/epoch, peak lr %.4g",
         config.model,
         replicas,
-        type(strategy).__name__,
+        strategy_name(strategy),
         precision,
-        "on" if jit else "off",
+        jit_reason,
         global_batch,
         steps_per_epoch,
         peak,
     )
 
-    settings = InputSettings(
-        image_size=config.image_size,
-        batch_size=config.batch_size,
-        num_classes=info["num_classes"],
-        label_offset=info["label_offset"],
-        reader=ReaderSettings(
-            config.cycle_length,
-            config.shuffle_buffer,
-            config.read_buffer_mb * 2**20,
-            config.seed,
-            config.deterministic,
-        ),
-        threads=config.threads,
-    )
-    train_data = strategy.distribute_datasets_from_function(
-        lambda ctx: image_dataset(files, settings, training=True, input_context=ctx)
-    )
-    val_files, val_records = _validation(config)
-    val_data = image_dataset(val_files, settings, training=False) if val_files else None
-    # one exact pass; unknown, Keras reads to the end and warns that the input "ran out"
-    val_steps = -(-val_records // config.batch_size) if val_records else None
-
     with strategy.scope():
         model = build_model(
             config.model,
-            info["num_classes"],
+            info.num_classes,
             config.image_size,
             config.alpha,
             mean_std=(transform.mean, transform.std) if transform else None,
         )
-        model.compile(
-            optimizer=keras.optimizers.SGD(
-                schedule,
-                momentum=config.momentum,
-                nesterov=config.nesterov,
-                weight_decay=config.weight_decay or None,
-            ),
-            loss=keras.losses.CategoricalCrossentropy(
-                from_logits=True, label_smoothing=config.label_smoothing
-            ),
-            metrics=[keras.metrics.CategoricalAccuracy(name="accuracy"), DistinctLabels()],
-            jit_compile=jit,
-        )
-
-    checkpoints = os.path.join(config.model_dir, "checkpoint")
-    start = restore(model, checkpoints)
+        _compile(model, config, schedule, precision, jit)
+        # in the scope: restoring builds the optimizer's (mirrored) variables
+        checkpoints = os.path.join(config.model_dir, "checkpoint")
+        plan = {"global_batch": global_batch, "steps_per_epoch": steps_per_epoch}
+        only = config.eval_only or config.export_only
+        start = restore(model, checkpoints, None if only else plan)
+    settings = _input_settings(config, info)
+    val_data, val_steps = _validation(config, info, settings)
+    if only:
+        return _evaluate_or_export(model, start, config, info, transform, role, val_data, val_steps)
     if start >= total_steps:
-        raise ValueError(
+        raise TrainError(
             f"{config.model_dir} holds a finished run ({start} of {total_steps} "
             "steps); choose another --model-dir to train again"
         )
@@ -357,8 +483,27 @@ def run(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
         _LOG.info("resumed from the checkpoint at step %d of %d", start, total_steps)
     else:
         _LOG.info("training from step 0 of %d", total_steps)
-    log_dir = os.path.join(config.model_dir, "logs")
-    throughput = ThroughputLogger(log_dir, global_batch, every=config.log_every)
+
+    def training_input(ctx):
+        dataset = image_dataset(
+            info.files,
+            settings,
+            training=True,
+            input_context=ctx,
+            start_step=start,
+            records_per_file=info.records / len(info.files),
+        )
+        return dataset.take(1).cache().repeat() if config.synthetic_data else dataset
+
+    train_data = strategy.distribute_datasets_from_function(training_input)
+    log_dir = os.path.join(
+        config.model_dir if role.chief else role.private_dir(config.model_dir), "logs"
+    )
+    throughput = ThroughputLogger(log_dir, global_batch, every=config.log_every, write=role.chief)
+    # under MultiWorkerMirroredStrategy one worker stopping alone would leave the others
+    # waiting in their collectives: SIGTERM keeps its default there (resume from checkpoint)
+    preemption = StopOnSignal(enabled=not multi_worker(strategy))
+    tensorboard = [keras.callbacks.TensorBoard(log_dir, update_freq=config.log_every)]
     history = model.fit(
         train_data,
         epochs=config.epochs,
@@ -369,35 +514,76 @@ def run(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
         shuffle=False,  # the input pipeline shuffles files and records itself
         verbose=2,
         callbacks=[
-            Checkpointer(checkpoints, config.checkpoint_every),
-            StopAtStep(total_steps),
-            keras.callbacks.TensorBoard(log_dir, update_freq=config.log_every),
+            StopAtStep(total_steps),  # before the Checkpointer, which saves when they stop
+            preemption,
+            Checkpointer(checkpoints, config.checkpoint_every, write=role.chief, plan=plan),
+            *([keras.callbacks.SwapEMAWeights()] if config.ema_decay else []),
+            *(tensorboard if role.chief else []),
             throughput,
             *(callbacks or []),
         ],
     )
+    steps = int(model.optimizer.iterations.numpy())
     result = {
         "model": model,
-        "steps": int(model.optimizer.iterations.numpy()),
+        "steps": steps,
         "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
         "images_per_second": throughput.images_per_second,
         "config": asdict(config),
+        "preempted": preemption.received and steps < total_steps,
     }
-    if config.export and (
-        not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
-        or strategy.cluster_resolver.task_id == 0
-    ):
-        names = transform.class_names if transform else info["names"]
-        result["export"] = export_serving_model(
-            model,
-            config.image_size,
-            names or [str(i) for i in range(info["num_classes"])],
-            os.path.join(config.model_dir, "export"),
-            transform.output.transform_features_layer() if transform else None,
+    if result["preempted"]:
+        _LOG.warning(
+            "stopped by SIGTERM at step %d of %d, checkpointed: rerun to resume",
+            steps,
+            total_steps,
         )
-    with open(os.path.join(config.model_dir, "result.json"), "w") as f:
-        json.dump({k: v for k, v in result.items() if k != "model"}, f, indent=1)
+        return result
+    if config.export:
+        export = _export(model, config, info, transform, role)
+        if export:
+            result["export"] = export
+    if role.chief:
+        _write_json(
+            os.path.join(config.model_dir, "result.json"),
+            {k: v for k, v in result.items() if k != "model"},
+        )
+    _remove_private_dir(config, role)
     return result
+
+
+def _evaluate_or_export(model, step, config, info, transform, role, val_data, val_steps) -> dict:
+    """--eval-only / --export-only on the model dir's checkpoint."""
+    if not step:
+        raise TrainError(f"{config.model_dir} has no checkpoint to evaluate or export")
+    if config.ema_decay:
+        # checkpoints hold the raw weights and their average: evaluate and export the average
+        model.optimizer.finalize_variable_values(model.trainable_weights)
+    result = {"model": model, "steps": step, "preempted": False}
+    if config.eval_only:
+        if val_data is None:
+            raise TrainError("--eval-only needs validation data: pass --val-data")
+        metrics = model.evaluate(val_data, steps=val_steps, return_dict=True, verbose=0)
+        result["metrics"] = {k: float(v) for k, v in metrics.items()}
+        if role.chief:
+            _write_json(
+                os.path.join(config.model_dir, "eval.json"),
+                {"step": step, "metrics": result["metrics"], "val_data": config.val_data},
+            )
+    if config.export_only:
+        export = _export(model, config, info, transform, role)
+        if export:
+            result["export"] = export
+    _remove_private_dir(config, role)
+    return result
+
+
+def _remove_private_dir(config: TrainConfig, role) -> None:
+    import tensorflow as tf
+
+    private = role.private_dir(config.model_dir)
+    if not role.chief and tf.io.gfile.exists(private):
+        tf.io.gfile.rmtree(private)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -411,9 +597,25 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         result = run(argv)
-    except ValueError as e:
+    except TrainError as e:
         print(f"imgshard-train: error: {e}", file=sys.stderr)
         return 2
+    if "history" not in result:  # --eval-only / --export-only
+        metrics = ", ".join(f"{k} {v:.4f}" for k, v in result.get("metrics", {}).items())
+        print(
+            f"imgshard-train: checkpoint at step {result['steps']}"
+            + (f": {metrics}" if metrics else "")
+        )
+        if "export" in result:
+            print(f"  serving model (raw image bytes in): {result['export']}")
+        return 0
+    if result["preempted"]:
+        print(
+            f"imgshard-train: stopped by SIGTERM at step {result['steps']}; checkpointed, "
+            "rerun the same command to resume",
+            file=sys.stderr,
+        )
+        return PREEMPTED_EXIT
     history = result["history"]
     print(
         f"imgshard-train: {result['steps']} steps; final loss {history['loss'][-1]:.4f}, "
