@@ -23,14 +23,16 @@ import hashlib
 import json
 import logging
 import sys
+from array import array
 from dataclasses import dataclass, field
 
 import numpy as np
+from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from imgshard.transforms import metadata
-from imgshard.transforms.accounting import account_for_list
-from imgshard.transforms.index import detect_kind, read_index
+from imgshard.transforms.accounting import RecordPaths, account_for_list
+from imgshard.transforms.index import detect_kind, parse_csv, parse_list, read_index
 from imgshard.transforms.mixing import WindowStats, shard_skew, window_stats
 from imgshard.transforms.record_index import INDEX_SUFFIX, index_name
 from imgshard.transforms.records import SourceInfo
@@ -279,9 +281,17 @@ def audit(
     _LOG.info(
         "audit: %d shards in %s%s", len(paths), folder, " (with dataset.json)" if meta else ""
     )
-    scan = scan_shards(
-        paths, label_key, decode=decode, keep_paths=list_file is not None, progress=log_progress()
-    )
+    record_paths = RecordPaths() if list_file else None
+    try:
+        scan = scan_shards(
+            paths, label_key, decode=decode, record_paths=record_paths, progress=log_progress()
+        )
+        if record_paths:
+            split = meta["split"] if meta else FileSystems.split(paths[0])[1].split("-")[0]
+            listed = _check_list(list_file, record_paths, folder, split)
+    finally:
+        if record_paths:
+            record_paths.cleanup()
     records = len(scan.labels)
     failures: list[str] = []
     report: dict = {
@@ -324,7 +334,7 @@ def audit(
             "records_with_box_features": scan.records_with_box_features,
         }
     if list_file:
-        integrity["list"] = _check_list(list_file, scan, folder, meta)
+        integrity["list"] = listed
         if not integrity["list"]["ok"]:
             failures.append("integrity: the list is not accounted for exactly once")
     report["integrity"] = integrity
@@ -427,32 +437,41 @@ def _judge(stats: WindowStats, view: str, failures: list[str], check_max: bool =
         )
 
 
-def _check_list(list_file: str, scan: ScanResult, folder: str, meta: dict | None) -> dict:
-    split = meta["split"] if meta else FileSystems.split(scan.shards[0].path)[1].split("-")[0]
+def _check_list(list_file: str, record_paths: RecordPaths, folder: str, split: str) -> dict:
     report_path = FileSystems.join(folder, metadata.rejected_name(split))
-    rejected_lines: list[int] = []
+    rejected_lines = array("q")
     if FileSystems.exists(report_path):
         with FileSystems.open(report_path) as f:
-            rejected_lines = [json.loads(line)["line"] for line in f.read().splitlines() if line]
-    kind = detect_kind(list_file)
-    items = [i for i in read_index(list_file, kind) if not isinstance(i, SourceInfo)]
-    accounting = account_for_list(items, scan.paths, rejected_lines)
+            for line in iter(f.readline, b""):
+                if line.strip():
+                    rejected_lines.append(json.loads(line)["line"])
+    accounting = account_for_list(_listed(list_file), record_paths, rejected_lines)
     return {
         "ok": accounting.ok,
         "inputs": accounting.inputs,
-        "records": sum(scan.paths.values()),
+        "records": record_paths.count,
         "rejected": len(rejected_lines),
         "matched_by": accounting.matched_by,
-        "missing": [{"line": line, "path": path} for line, path in accounting.missing[:100]],
-        "num_missing": len(accounting.missing),
-        "duplicated": [
-            {"path": p, "found": f, "expected": e} for p, f, e in accounting.duplicated[:100]
-        ],
-        "num_duplicated": len(accounting.duplicated),
-        "unexpected": accounting.unexpected[:100],
-        "num_unexpected": len(accounting.unexpected),
-        "unknown_rejected_lines": accounting.unknown_rejected[:100],
+        "missing": [{"line": line, "path": path} for line, path in accounting.missing],
+        "num_missing": accounting.num_missing,
+        "duplicated": [{"path": p, "found": f, "expected": e} for p, f, e in accounting.duplicated],
+        "num_duplicated": accounting.num_duplicated,
+        "unexpected": accounting.unexpected,
+        "num_unexpected": accounting.num_unexpected,
+        "unknown_rejected_lines": accounting.unknown_rejected,
     }
+
+
+def _listed(list_file: str):
+    """The list's entries and unparseable lines, as convert parsed them; a list or CSV file
+    is streamed line by line (a folder is listed by read_index)."""
+    kind = detect_kind(list_file)
+    if kind == "folder":
+        yield from (i for i in read_index(list_file, kind) if not isinstance(i, SourceInfo))
+        return
+    with FileSystems.open(list_file, compression_type=CompressionTypes.AUTO) as f:
+        lines = iter(f.readline, b"")
+        yield from parse_csv(lines) if kind == "csv" else parse_list(lines)
 
 
 def default_readers(

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from imgshard.pipeline.audit import audit
+from imgshard.transforms.accounting import RecordPaths
 from imgshard.transforms.example import Floats, _field, _varint, encode_example
 from imgshard.transforms.shard_scan import scan_shards
 from imgshard.transforms.tfrecord import TFRecordWriter, masked_crc32c
@@ -165,11 +166,13 @@ BASE = good_record(7, **{"image/object/bbox/xmin": Floats([0.1]), "image/encoded
 def test_fuzzed_records_are_counted_or_reported_never_raised(tmp_path, records_mutations):
     records = [mutate(BASE, m) for m in records_mutations]
     path = write_shard(tmp_path / "fuzz.tfrecord", records)
-    scan = scan_shards([path], LABEL, decode=True, keep_paths=True)
+    paths = RecordPaths(buckets=2)
+    scan = scan_shards([path], LABEL, decode=True, record_paths=paths)
+    paths.cleanup()
     per_record = scan.error_counts["parse"] + scan.error_counts["label"]
     assert scan.shards[0].records == len(records)
     assert len(scan.labels) + per_record == len(records)
-    assert sum(scan.paths.values()) == len(scan.labels)
+    assert paths.count == len(scan.labels)
 
 
 @settings(max_examples=60, derandomize=True, deadline=None)

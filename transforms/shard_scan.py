@@ -4,8 +4,9 @@ TFRecord shards are read frame by frame (both CRCs checked) while the index a ra
 reader would need is hashed on the way, so index files can be verified without a second
 pass; ArrayRecord shards (`*.array_record`) are read through the array-record package.
 
-Memory grows with the number of records only by one small label code (and, when a list is
-to be checked, one path) per record; image bytes are dropped as soon as they are checked.
+Memory grows with the number of records only by one small label code per record (the
+image/filename of each, when a list is to be checked, goes to disk: accounting.RecordPaths);
+image bytes are dropped as soon as they are checked.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from PIL import Image
 
+from imgshard.transforms.accounting import RecordPaths
 from imgshard.transforms.example import BOX_COORDINATES, ExampleDecodeError
 from imgshard.transforms.example_proto import parse_example
 from imgshard.transforms.tfrecord import CorruptRecordError, iter_records
@@ -63,7 +65,6 @@ class ScanResult:
     labels: label code of every record in raw order (shards by name, records in file order).
     label_codes: label value (int, or str for bytes labels) -> its code, in order of first
       appearance; `label_values` lists the values in code order.
-    paths: image/filename of every record, when asked for.
     errors: (kind, shard, record index, detail), the first MAX_ERRORS_KEPT.
     error_counts: errors by kind: "crc", "read", "parse", "label", "boxes", "decode".
     records_with_box_features: records with image/object/bbox/* features (maybe empty).
@@ -73,7 +74,6 @@ class ScanResult:
     shards: list[ShardScan] = field(default_factory=list)
     labels: array = field(default_factory=lambda: array("i"))
     label_codes: dict = field(default_factory=dict)
-    paths: collections.Counter = field(default_factory=collections.Counter)
     errors: list[tuple[str, str, int, str]] = field(default_factory=list)
     error_counts: collections.Counter = field(default_factory=collections.Counter)
     records_with_box_features: int = 0
@@ -119,7 +119,7 @@ def scan_shards(
     paths: list[str],
     label_key: str = "image/class/label",
     decode: bool = False,
-    keep_paths: bool = False,
+    record_paths: RecordPaths | None = None,
     progress: Callable[[int, int, int], None] | None = None,
 ) -> ScanResult:
     """Reads every record of every shard, in the order given."""
@@ -137,7 +137,7 @@ def scan_shards(
                 result=result,
                 label_key=label_key,
                 decode=decode,
-                keep_paths=keep_paths,
+                record_paths=record_paths,
             ),
             result,
         )
@@ -212,7 +212,7 @@ def box_problem(features: dict) -> str | None:
     return None
 
 
-def _scan_record(data, index, shard, result, label_key, decode, keep_paths) -> None:
+def _scan_record(data, index, shard, result, label_key, decode, record_paths) -> None:
     shard.records += 1
     try:
         features = parse_example(data)
@@ -241,10 +241,9 @@ def _scan_record(data, index, shard, result, label_key, decode, keep_paths) -> N
         result.boxes += boxes
         if problem := box_problem(features):
             result.error("boxes", shard.path, index, problem)
-    if keep_paths:
+    if record_paths is not None:
         name = _first(features, "image/filename", b"")
-        name = name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name)
-        result.paths[name] += 1
+        record_paths.add(name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name))
     if decode and (problem := _check_image(features)):
         result.error("decode", shard.path, index, problem)
 
