@@ -1,57 +1,110 @@
-"""The audit's tf.data reader views when TensorFlow cannot replay the shards: skipped with the
-reason, and every other check still judged."""
+"""The audit's reader views, computed from the scanned labels: element for element the order
+tf.data yields on the same seed, and available wherever the scan can read (gs:// included)."""
 
 import random
+import subprocess
+import sys
 
 import pytest
 from apache_beam.io.filesystems import FileSystems
 
 from imgshard.pipeline.audit import audit, default_readers
-from imgshard.pipeline.audit_report import format_report
 from imgshard.transforms.example import encode_example
+from imgshard.transforms.reader_simulation import reader_order, shuffled
 from imgshard.transforms.tfrecord import TFRecordWriter
 
 READERS = default_readers(cycle_length=4, shuffle_buffer=256, sequential_buffer=0)
 LABEL = "image/class/label"
+SIZES = [5, 9, 1, 13, 7, 0, 8, 11, 30]  # an empty shard and a single-record one included
 
 
-def write_shards(folder: str, records: list[bytes], shards: int) -> None:
-    for shard in range(shards):
-        path = FileSystems.join(folder, f"train-{shard:05d}-of-{shards:05d}")
+def write_shards(folder: str, labels: list[list[int]]) -> list[str]:
+    paths = []
+    for shard, shard_labels in enumerate(labels):
+        path = FileSystems.join(folder, f"train-{shard:05d}-of-{len(labels):05d}")
         with FileSystems.create(path) as f:
             writer = TFRecordWriter(f)
-            for record in records[shard::shards]:
-                writer.write(record)
+            for label in shard_labels:
+                writer.write(encode_example({LABEL: label}))
+        paths.append(path)
+    return paths
 
 
-def shuffled_records(count: int = 512, classes: int = 8) -> list[bytes]:
+@pytest.fixture(scope="module")
+def numbered_shards(tmp_path_factory):
+    """Every record's label is its own number, so an order is a permutation to compare."""
+    labels, n = [], 0
+    for size in SIZES:
+        labels.append(list(range(n, n + size)))
+        n += size
+    return write_shards(str(tmp_path_factory.mktemp("numbered")), labels), labels
+
+
+def tf_order(dataset, limit):
+    import tensorflow as tf
+
+    spec = {LABEL: tf.io.FixedLenFeature([], tf.int64)}
+    parsed = dataset.take(limit).map(lambda r: tf.io.parse_single_example(r, spec)[LABEL])
+    return [int(x) for x in parsed.as_numpy_iterator()]
+
+
+def test_shuffle_equals_tf_data_shuffle():
+    import tensorflow as tf
+
+    for n, buffer, seed in [(10, 4, 0), (100, 7, 1), (300, 300, 12345)]:
+        expected = list(tf.data.Dataset.range(n).shuffle(buffer, seed=seed).as_numpy_iterator())
+        assert list(shuffled(range(n), buffer, seed)) == expected
+
+
+@pytest.mark.parametrize(
+    ("cycle", "buffer", "seed", "limit"),
+    [(3, 5, 0, 200), (4, 16, 2, 30), (16, 1, 1, 200), (2, 100, 5, 200), (4, 256, 0, 80)],
+)
+def test_reader_orders_equal_tf_data_on_the_same_seed(numbered_shards, cycle, buffer, seed, limit):
+    from imgshard.trainer.input_pipeline import (
+        ReaderSettings,
+        record_dataset,
+        sequential_record_dataset,
+    )
+
+    paths, labels = numbered_shards
+    settings = ReaderSettings(cycle, buffer, seed=seed, deterministic=True)
+    trainer = reader_order(
+        labels, interleave=True, cycle_length=cycle, shuffle_buffer=buffer, seed=seed, limit=limit
+    )
+    assert trainer == tf_order(record_dataset(paths, settings), limit)
+    sequential = reader_order(
+        labels, interleave=False, cycle_length=1, shuffle_buffer=buffer, seed=seed, limit=limit
+    )
+    assert sequential == tf_order(sequential_record_dataset(paths, buffer, seed=seed), limit)
+    assert trainer != sequential
+
+
+def shuffled_labels(count: int = 512, classes: int = 8, shards: int = 4) -> list[list[int]]:
     labels = [i % classes for i in range(count)]
     random.Random(0).shuffle(labels)
-    return [encode_example({LABEL: label}) for label in labels]
+    return [labels[i::shards] for i in range(shards)]
 
 
 @pytest.mark.gcs
-def test_gs_shards_tensorflow_cannot_reach_skip_the_reader_views_only(gcs_bucket):
-    """TF's GCS client ignores STORAGE_EMULATOR_HOST, so it cannot read the emulator's objects;
-    Beam's filesystem (the scan) can."""
-    folder = f"gs://{gcs_bucket}/readers"
-    write_shards(folder, shuffled_records(), shards=4)
-    report = audit(folder, readers=READERS, batch_size=16).report
-    assert report["reader_order"] == {}
-    assert report["note"].startswith("reader views skipped: tf.data could not replay the shards")
-    assert "the other checks stand" in report["note"]
-    assert report["records"] == 512 and report["raw_order"]["distinct_ratio"] > 0.95
-    assert report["verdict"] == "PASS", report["failures"]
-    assert "reader views skipped" in format_report(report)
+def test_reader_views_on_gs_equal_the_local_ones(gcs_bucket, tmp_path):
+    """TF's GCS client cannot reach the emulator; the views no longer need it."""
+    labels = shuffled_labels()
+    write_shards(f"gs://{gcs_bucket}/readers", labels)
+    write_shards(str(tmp_path), labels)
+    remote = audit(f"gs://{gcs_bucket}/readers", readers=READERS, batch_size=16).report
+    local = audit(str(tmp_path), readers=READERS, batch_size=16).report
+    assert set(remote["reader_order"]) == {"trainer", "sequential"}
+    assert remote["reader_order"] == local["reader_order"]
+    assert remote["verdict"] == "PASS", remote["failures"]
 
 
-def test_records_tf_data_cannot_parse_skip_the_views_and_keep_the_integrity_failure(tmp_path):
-    records = shuffled_records()
-    records[100] = encode_example({"image/filename": b"no-label.jpg"})  # TF's parser refuses it
-    write_shards(str(tmp_path), records, shards=4)
-    report = audit(str(tmp_path), readers=READERS, batch_size=16).report
-    assert report["reader_order"] == {}
-    assert "InvalidArgumentError" in report["note"]
-    assert "\n" not in report["note"] and "{{" not in report["note"]
-    assert report["failures"] == ["integrity: 1 label error"]
-    assert report["verdict"] == "FAIL"
+def test_the_audit_does_not_import_tensorflow(tmp_path):
+    write_shards(str(tmp_path), shuffled_labels())
+    probe = (
+        "import sys; from imgshard.pipeline.audit import audit, default_readers; "
+        f"r = audit({str(tmp_path)!r}, readers=default_readers(4, 256, 0), batch_size=16); "
+        "print(sorted(r.report['reader_order']), 'tensorflow' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.split("\n")[0] == "['sequential', 'trainer'] False"
