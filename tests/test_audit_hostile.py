@@ -120,6 +120,21 @@ def test_shards_written_by_tensorflow_still_pass(tmp_path):
     assert report["records"] == 128 and report["labels"] == 8
 
 
+def test_the_contact_sheet_of_hostile_shards_draws_grey_cells(tmp_path):
+    from imgshard.pipeline.contact_sheet import draw_contact_sheet
+
+    bad_boxes = {"image/object/bbox/xmin": [b"x"], "image/class/synset": 5}
+    records = [KEY_AS_HUGE_VARINT, good_record(**bad_boxes), HUGE_LENGTH, BAD_WIRE_TYPE]
+    write_shard(tmp_path / "train-00000-of-00001", records)
+    result = audit(str(tmp_path), readers=[])
+    assert result.report["integrity"]["errors"]["parse"] == 3
+    cells = draw_contact_sheet(result.shards, str(tmp_path / "sheet.png"), n=4)
+    assert [c.image for c in cells] == [None] * 4
+    assert [c.caption[0] for c in cells] == ["?", "5 (1)", "?", "?"]
+    assert cells[1].boxes == []
+    assert (tmp_path / "sheet.png").stat().st_size > 0
+
+
 # Hostile variants of one good record: truncation, flipped bytes, inserted varints/tags.
 mutation = st.one_of(
     st.tuples(st.just("truncate"), st.integers(0, 200), st.just(b"")),
