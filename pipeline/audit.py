@@ -23,6 +23,7 @@ import collections
 import hashlib
 import json
 import logging
+import shutil
 import sys
 from array import array
 from dataclasses import dataclass, field
@@ -268,17 +269,30 @@ def audit(
     readers: list[ReaderModel] | None = None,
     reader_records: int = 100_000,
     seed: int = 0,
+    pipeline_options=None,
+    work_folder: str | None = None,
 ) -> AuditResult:
-    """Runs every check (see the module docstring for the verdict)."""
+    """Runs every check (see the module docstring for the verdict).
+
+    With `pipeline_options` (Beam's PipelineOptions), the shards are scanned by a Beam job
+    keyed by shard, whose per-shard summaries go to `work_folder` (reachable by the workers).
+    """
     paths, folder, meta = find_shards(target)
     _LOG.info(
         "audit: %d shards in %s%s", len(paths), folder, " (with dataset.json)" if meta else ""
     )
     record_paths = RecordPaths() if list_file else None
     try:
-        scan = scan_shards(
-            paths, label_key, decode=decode, record_paths=record_paths, progress=log_progress()
-        )
+        if pipeline_options is None:
+            scan = scan_shards(
+                paths, label_key, decode=decode, record_paths=record_paths, progress=log_progress()
+            )
+        else:
+            from imgshard.pipeline.audit_graph import scan_shards_with_beam
+
+            scan = scan_shards_with_beam(
+                paths, pipeline_options, work_folder, label_key, decode, record_paths
+            )
         if record_paths:
             split = meta["split"] if meta else FileSystems.split(paths[0])[1].split("-")[0]
             listed = _check_list(list_file, record_paths, folder, split)
@@ -298,7 +312,7 @@ def audit(
 
     integrity: dict = {
         "decoded": decode,
-        "errors": dict(scan.error_counts),
+        "errors": dict(sorted(scan.error_counts.items())),
         "first_errors": [
             {"kind": k, "shard": s, "record": i, "detail": d} for k, s, i, d in scan.errors
         ],
@@ -527,12 +541,33 @@ def add_audit_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _beam_scan(beam_args: list[str]):
+    """(PipelineOptions, work folder, whether it is a local folder made here) for a scan by a
+    Beam job when any Beam option is given; (None, None, False) otherwise."""
+    if not beam_args:
+        return None, None, False
+    import tempfile
+
+    from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
+
+    options = PipelineOptions(beam_args)
+    work_folder = options.view_as(GoogleCloudOptions).temp_location
+    if work_folder:
+        return options, work_folder, False
+    runner = str(options.get_all_options().get("runner") or "DirectRunner")
+    if not runner.endswith(("DirectRunner", "FnApiRunner", "PrismRunner")):
+        raise AuditError(f"--temp_location is needed with {runner} (for the shard summaries)")
+    return options, tempfile.mkdtemp(prefix="imgshard-audit-"), True
+
+
 def main(argv: list[str]) -> int:
     from imgshard.pipeline.audit_report import format_report, plot_report
 
     parser = argparse.ArgumentParser(prog="imgshard audit", description=__doc__.split("\n")[0])
     add_audit_arguments(parser)
-    args = parser.parse_args(argv)
+    args, beam_args = parser.parse_known_args(argv)
+    if beam_args and not beam_args[0].startswith("--"):  # the rest are Beam's options
+        parser.error(f"unrecognized argument: {beam_args[0]}")
     if args.sheet and args.sheet_records < 1:
         parser.error(f"--sheet-records must be at least 1, got {args.sheet_records}")
     readers = (
@@ -540,7 +575,9 @@ def main(argv: list[str]) -> int:
         if args.no_reader_order
         else default_readers(args.cycle_length, args.shuffle_buffer, args.sequential_buffer)
     )
+    work_folder, owned = None, False
     try:
+        options, work_folder, owned = _beam_scan(beam_args)
         result = audit(
             args.target,
             label_key=args.label_key,
@@ -550,10 +587,15 @@ def main(argv: list[str]) -> int:
             readers=readers,
             reader_records=args.reader_records,
             seed=args.seed,
+            pipeline_options=options,
+            work_folder=work_folder,
         )
     except AuditError as e:
         print(f"imgshard audit: error: {e}", file=sys.stderr)
         return 2
+    finally:
+        if owned:
+            shutil.rmtree(work_folder, ignore_errors=True)
     if args.plot:
         plot_report(result, args.plot)
     if args.sheet and result.report["records"]:
