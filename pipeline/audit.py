@@ -2,8 +2,8 @@
 
 Works on any TFRecord or ArrayRecord shards with the standard ImageNet schema (ours or
 another tool's), local or gs://. One streaming pass checks integrity and measures the raw
-order; the reader views compute, from the labels that pass read, the exact order in which
-tf.data readers would yield the records (no second read, no TensorFlow).
+order; the reader views compute from the labels read the exact order in which tf.data
+readers would yield the records (no second read, no TensorFlow).
 
 Verdict thresholds (PASS needs all of them; 1.0 means "as good as an i.i.d. sample"):
   integrity        no CRC, parse, label, box or decode error; counts and checksums equal
