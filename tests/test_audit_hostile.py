@@ -208,6 +208,27 @@ def test_damaged_framing_is_one_crc_error_and_the_records_before_it_count(tail, 
         assert scan.error_counts["crc"] == 1 and scan.errors[0][2] >= good
 
 
+@settings(max_examples=80, derandomize=True, deadline=None)
+@given(st.integers(0, 10_000), st.integers(1, 255), st.integers(0, 40))
+def test_a_flipped_byte_anywhere_in_the_file_is_named_never_raised(at, flip, cut):
+    import io
+
+    stream = io.BytesIO()
+    writer = TFRecordWriter(stream)
+    for i in range(4):
+        writer.write(good_record(i))
+    data = bytearray(stream.getvalue())
+    at %= len(data)
+    data[at] ^= flip
+    scan = _scan_bytes(bytes(data[: len(data) - cut]))
+    # a flipped byte breaks a CRC (length or data) of the frame it is in: one "crc" error at
+    # that frame, the frames before it counted; a cut tail is a truncated frame
+    assert scan.error_counts["crc"] == 1
+    assert set(scan.error_counts) == {"crc"}
+    frame = len(data) // 4
+    assert scan.errors[0][2] == at // frame and len(scan.labels) == at // frame
+
+
 def _scan_bytes(data: bytes):
     import tempfile
 
