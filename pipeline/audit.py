@@ -2,7 +2,8 @@
 
 Works on any TFRecord or ArrayRecord shards with the standard ImageNet schema (ours or
 another tool's), local or gs://. One streaming pass checks integrity and measures the raw
-order; the reader views replay the shards through tf.data exactly as a trainer would read them.
+order; the reader views compute from the labels read the exact order in which tf.data
+readers would yield the records (no second read, no TensorFlow).
 
 Verdict thresholds (PASS needs all of them; 1.0 means "as good as an i.i.d. sample"):
   integrity        no CRC, parse, label, box or decode error; counts and checksums equal
@@ -22,16 +23,20 @@ import collections
 import hashlib
 import json
 import logging
+import shutil
 import sys
+from array import array
 from dataclasses import dataclass, field
 
 import numpy as np
+from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from imgshard.transforms import metadata
-from imgshard.transforms.accounting import account_for_list
-from imgshard.transforms.index import detect_kind, read_index
+from imgshard.transforms.accounting import RecordPaths, account_for_list
+from imgshard.transforms.index import detect_kind, parse_csv, parse_list, read_index
 from imgshard.transforms.mixing import WindowStats, shard_skew, window_stats
+from imgshard.transforms.reader_simulation import reader_order
 from imgshard.transforms.record_index import INDEX_SUFFIX, index_name
 from imgshard.transforms.records import SourceInfo
 from imgshard.transforms.shard_scan import (
@@ -79,7 +84,7 @@ class AuditResult:
 
 @dataclass(frozen=True)
 class ReaderModel:
-    """A reader whose record order the audit replays with tf.data."""
+    """A tf.data reader whose record order the audit computes (trainer/input_pipeline.py)."""
 
     name: str
     description: str
@@ -213,33 +218,24 @@ def _compare_with_metadata(scan: ScanResult, meta: dict) -> list[str]:
     return problems
 
 
-def _reader_labels(
-    files, scan: ScanResult, label_key: str, reader: ReaderModel, seed: int, limit: int
-) -> np.ndarray:
-    """Label codes in the order `reader` yields records (tf.data, seeded, deterministic)."""
-    import tensorflow as tf
-
-    from imgshard.trainer.input_pipeline import (
-        ReaderSettings,
-        record_dataset,
-        sequential_record_dataset,
+def _reader_labels(scan: ScanResult, reader: ReaderModel, seed: int, limit: int) -> np.ndarray:
+    """Label codes in the order `reader` yields records, simulated from each shard's label
+    sequence as scanned (tf.data's kernels reproduced: reader_simulation; records without
+    a label are left out)."""
+    shards, start = [], 0
+    for shard in scan.shards:
+        labelled = sum(shard.label_counts.values())
+        shards.append(scan.labels[start : start + labelled])
+        start += labelled
+    order = reader_order(
+        shards,
+        interleave=reader.interleave,
+        cycle_length=reader.cycle_length,
+        shuffle_buffer=reader.shuffle_buffer,
+        seed=seed,
+        limit=limit,
     )
-
-    if reader.interleave:
-        settings = ReaderSettings(
-            reader.cycle_length, reader.shuffle_buffer, seed=seed, deterministic=True
-        )
-        records = record_dataset(files, settings)
-    else:
-        records = sequential_record_dataset(files, reader.shuffle_buffer, seed=seed)
-    is_bytes = isinstance(scan.label_values[0], str)
-    spec = {label_key: tf.io.FixedLenFeature([], tf.string if is_bytes else tf.int64)}
-    batches = records.take(limit).batch(4096).map(lambda x: tf.io.parse_example(x, spec)[label_key])
-    codes = []
-    for batch in batches.as_numpy_iterator():
-        values = [v.decode("utf-8", "replace") for v in batch] if is_bytes else batch.tolist()
-        codes.extend(scan.label_codes[v] for v in values)
-    return np.asarray(codes, dtype=np.int64)
+    return np.asarray(order, dtype=np.int64)
 
 
 def _worst_shards(scan: ScanResult, skew, count: int = 5) -> list[dict]:
@@ -273,15 +269,36 @@ def audit(
     readers: list[ReaderModel] | None = None,
     reader_records: int = 100_000,
     seed: int = 0,
+    pipeline_options=None,
+    work_folder: str | None = None,
 ) -> AuditResult:
-    """Runs every check (see the module docstring for the verdict)."""
+    """Runs every check (see the module docstring for the verdict).
+
+    With `pipeline_options` (Beam's PipelineOptions), the shards are scanned by a Beam job
+    keyed by shard, whose per-shard summaries go to `work_folder` (reachable by the workers).
+    """
     paths, folder, meta = find_shards(target)
     _LOG.info(
         "audit: %d shards in %s%s", len(paths), folder, " (with dataset.json)" if meta else ""
     )
-    scan = scan_shards(
-        paths, label_key, decode=decode, keep_paths=list_file is not None, progress=log_progress()
-    )
+    record_paths = RecordPaths() if list_file else None
+    try:
+        if pipeline_options is None:
+            scan = scan_shards(
+                paths, label_key, decode=decode, record_paths=record_paths, progress=log_progress()
+            )
+        else:
+            from imgshard.pipeline.audit_graph import scan_shards_with_beam
+
+            scan = scan_shards_with_beam(
+                paths, pipeline_options, work_folder, label_key, decode, record_paths
+            )
+        if record_paths:
+            split = meta["split"] if meta else FileSystems.split(paths[0])[1].split("-")[0]
+            listed = _check_list(list_file, record_paths, folder, split)
+    finally:
+        if record_paths:
+            record_paths.cleanup()
     records = len(scan.labels)
     failures: list[str] = []
     report: dict = {
@@ -295,7 +312,7 @@ def audit(
 
     integrity: dict = {
         "decoded": decode,
-        "errors": dict(scan.error_counts),
+        "errors": dict(sorted(scan.error_counts.items())),
         "first_errors": [
             {"kind": k, "shard": s, "record": i, "detail": d} for k, s, i, d in scan.errors
         ],
@@ -324,7 +341,7 @@ def audit(
             "records_with_box_features": scan.records_with_box_features,
         }
     if list_file:
-        integrity["list"] = _check_list(list_file, scan, folder, meta)
+        integrity["list"] = listed
         if not integrity["list"]["ok"]:
             failures.append("integrity: the list is not accounted for exactly once")
     report["integrity"] = integrity
@@ -347,15 +364,9 @@ def audit(
                     "reader views skipped: they replay tf.data's TFRecord readers; the raw "
                     "order is what a sequential ArrayRecord reader sees"
                 )
-            if readers and not _tensorflow_available():
-                readers = []
-                report["note"] = (
-                    "reader views skipped: they replay tf.data and TensorFlow is "
-                    "not installed (pip install 'imgshard[tf]')"
-                )
             for reader in readers or []:
                 reader = reader.resolved(records, window)
-                order = _reader_labels(paths, scan, label_key, reader, seed, reader_records)
+                order = _reader_labels(scan, reader, seed, reader_records)
                 stats = window_stats(order, window, num_classes)
                 report["reader_order"][reader.name] = {
                     "description": reader.description,
@@ -387,12 +398,6 @@ def audit(
     return AuditResult(report, histograms, scan.label_values, shards)
 
 
-def _tensorflow_available() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("tensorflow") is not None
-
-
 def _judge(stats: WindowStats, view: str, failures: list[str], check_max: bool = False) -> None:
     if stats.distinct_ratio < THRESHOLDS["min_distinct_ratio"]:
         failures.append(
@@ -408,32 +413,41 @@ def _judge(stats: WindowStats, view: str, failures: list[str], check_max: bool =
         )
 
 
-def _check_list(list_file: str, scan: ScanResult, folder: str, meta: dict | None) -> dict:
-    split = meta["split"] if meta else FileSystems.split(scan.shards[0].path)[1].split("-")[0]
+def _check_list(list_file: str, record_paths: RecordPaths, folder: str, split: str) -> dict:
     report_path = FileSystems.join(folder, metadata.rejected_name(split))
-    rejected_lines: list[int] = []
+    rejected_lines = array("q")
     if FileSystems.exists(report_path):
         with FileSystems.open(report_path) as f:
-            rejected_lines = [json.loads(line)["line"] for line in f.read().splitlines() if line]
-    kind = detect_kind(list_file)
-    items = [i for i in read_index(list_file, kind) if not isinstance(i, SourceInfo)]
-    accounting = account_for_list(items, scan.paths, rejected_lines)
+            for line in iter(f.readline, b""):
+                if line.strip():
+                    rejected_lines.append(json.loads(line)["line"])
+    accounting = account_for_list(_listed(list_file), record_paths, rejected_lines)
     return {
         "ok": accounting.ok,
         "inputs": accounting.inputs,
-        "records": sum(scan.paths.values()),
+        "records": record_paths.count,
         "rejected": len(rejected_lines),
         "matched_by": accounting.matched_by,
-        "missing": [{"line": line, "path": path} for line, path in accounting.missing[:100]],
-        "num_missing": len(accounting.missing),
-        "duplicated": [
-            {"path": p, "found": f, "expected": e} for p, f, e in accounting.duplicated[:100]
-        ],
-        "num_duplicated": len(accounting.duplicated),
-        "unexpected": accounting.unexpected[:100],
-        "num_unexpected": len(accounting.unexpected),
-        "unknown_rejected_lines": accounting.unknown_rejected[:100],
+        "missing": [{"line": line, "path": path} for line, path in accounting.missing],
+        "num_missing": accounting.num_missing,
+        "duplicated": [{"path": p, "found": f, "expected": e} for p, f, e in accounting.duplicated],
+        "num_duplicated": accounting.num_duplicated,
+        "unexpected": accounting.unexpected,
+        "num_unexpected": accounting.num_unexpected,
+        "unknown_rejected_lines": accounting.unknown_rejected,
     }
+
+
+def _listed(list_file: str):
+    """The list's entries and unparseable lines, as convert parsed them; a list or CSV file
+    is streamed line by line (a folder is listed by read_index)."""
+    kind = detect_kind(list_file)
+    if kind == "folder":
+        yield from (i for i in read_index(list_file, kind) if not isinstance(i, SourceInfo))
+        return
+    with FileSystems.open(list_file, compression_type=CompressionTypes.AUTO) as f:
+        lines = iter(f.readline, b"")
+        yield from parse_csv(lines) if kind == "csv" else parse_list(lines)
 
 
 def default_readers(
@@ -482,7 +496,7 @@ def add_audit_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-reader-order",
         action="store_true",
-        help="skip the reader views (they need TensorFlow)",
+        help="skip the reader views",
     )
     parser.add_argument(
         "--reader-records",
@@ -527,12 +541,33 @@ def add_audit_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _beam_scan(beam_args: list[str]):
+    """(PipelineOptions, work folder, whether it is a local folder made here) for a scan by a
+    Beam job when any Beam option is given; (None, None, False) otherwise."""
+    if not beam_args:
+        return None, None, False
+    import tempfile
+
+    from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
+
+    options = PipelineOptions(beam_args)
+    work_folder = options.view_as(GoogleCloudOptions).temp_location
+    if work_folder:
+        return options, work_folder, False
+    runner = str(options.get_all_options().get("runner") or "DirectRunner")
+    if not runner.endswith(("DirectRunner", "FnApiRunner", "PrismRunner")):
+        raise AuditError(f"--temp_location is needed with {runner} (for the shard summaries)")
+    return options, tempfile.mkdtemp(prefix="imgshard-audit-"), True
+
+
 def main(argv: list[str]) -> int:
     from imgshard.pipeline.audit_report import format_report, plot_report
 
     parser = argparse.ArgumentParser(prog="imgshard audit", description=__doc__.split("\n")[0])
     add_audit_arguments(parser)
-    args = parser.parse_args(argv)
+    args, beam_args = parser.parse_known_args(argv)
+    if beam_args and not beam_args[0].startswith("--"):  # the rest are Beam's options
+        parser.error(f"unrecognized argument: {beam_args[0]}")
     if args.sheet and args.sheet_records < 1:
         parser.error(f"--sheet-records must be at least 1, got {args.sheet_records}")
     readers = (
@@ -540,7 +575,9 @@ def main(argv: list[str]) -> int:
         if args.no_reader_order
         else default_readers(args.cycle_length, args.shuffle_buffer, args.sequential_buffer)
     )
+    work_folder, owned = None, False
     try:
+        options, work_folder, owned = _beam_scan(beam_args)
         result = audit(
             args.target,
             label_key=args.label_key,
@@ -550,10 +587,15 @@ def main(argv: list[str]) -> int:
             readers=readers,
             reader_records=args.reader_records,
             seed=args.seed,
+            pipeline_options=options,
+            work_folder=work_folder,
         )
     except AuditError as e:
         print(f"imgshard audit: error: {e}", file=sys.stderr)
         return 2
+    finally:
+        if owned:
+            shutil.rmtree(work_folder, ignore_errors=True)
     if args.plot:
         plot_report(result, args.plot)
     if args.sheet and result.report["records"]:

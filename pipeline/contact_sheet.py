@@ -14,7 +14,8 @@ from collections.abc import Sequence
 
 from PIL import Image, ImageDraw, ImageFont
 
-from imgshard.transforms.example import BOX_COORDINATES, decode_example
+from imgshard.transforms.example import BOX_COORDINATES, ExampleDecodeError
+from imgshard.transforms.example_proto import parse_example
 from imgshard.transforms.shard_scan import iter_shard_records
 
 __all__ = ["Cell", "draw_contact_sheet", "sample_positions"]
@@ -47,13 +48,15 @@ class Cell:
         self.shard, self.index = shard, index
         label = (features.get(label_key) or ["?"])[0]
         label = label.decode("utf-8", "replace") if isinstance(label, bytes) else str(label)
-        name = (features.get("image/class/synset") or [b""])[0].decode("utf-8", "replace")
+        name = (features.get("image/class/synset") or [b""])[0]
+        name = name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name)
         self.class_name = name or label
         width = (features.get("image/width") or [0])[0]
         height = (features.get("image/height") or [0])[0]
         self.caption = [self.class_name if name in ("", label) else f"{name} ({label})"]
         self.caption.append(f"{width}x{height}")
-        self.boxes = list(zip(*(features.get(k, []) for k in BOX_COORDINATES), strict=False))
+        boxes = zip(*(features.get(k, []) for k in BOX_COORDINATES), strict=False)
+        self.boxes = [b for b in boxes if all(isinstance(v, float | int) for v in b)]
         try:
             image = Image.open(io.BytesIO(features["image/encoded"][0]))
             image.load()
@@ -94,7 +97,11 @@ def sampled_cells(
         remaining = set(indices)
         for index, data in enumerate(iter_shard_records(path)):
             if index in remaining:
-                cells.append(Cell(path, index, decode_example(data), label_key))
+                try:
+                    features = parse_example(data)
+                except ExampleDecodeError:  # the audit reports it; drawn as a grey cell
+                    features = {}
+                cells.append(Cell(path, index, features, label_key))
                 remaining.discard(index)
                 if not remaining:
                     break

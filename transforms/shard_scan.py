@@ -4,8 +4,9 @@ TFRecord shards are read frame by frame (both CRCs checked) while the index a ra
 reader would need is hashed on the way, so index files can be verified without a second
 pass; ArrayRecord shards (`*.array_record`) are read through the array-record package.
 
-Memory grows with the number of records only by one small label code (and, when a list is
-to be checked, one path) per record; image bytes are dropped as soon as they are checked.
+Memory grows with the number of records only by one small label code per record (the
+image/filename of each, when a list is to be checked, goes to disk: accounting.RecordPaths);
+image bytes are dropped as soon as they are checked.
 """
 
 from __future__ import annotations
@@ -24,11 +25,14 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from PIL import Image
 
-from imgshard.transforms.example import BOX_COORDINATES, ExampleDecodeError, decode_example
+from imgshard.transforms.accounting import RecordPaths
+from imgshard.transforms.example import BOX_COORDINATES, ExampleDecodeError
+from imgshard.transforms.example_proto import parse_example
 from imgshard.transforms.tfrecord import CorruptRecordError, iter_records
 
 ARRAY_RECORD_SUFFIX = ".array_record"
 _FRAME_OVERHEAD = 16  # TFRecord: 8 length + 4 length CRC + 4 data CRC bytes
+_CHUNK = 8 << 20
 
 __all__ = [
     "ARRAY_RECORD_SUFFIX",
@@ -61,7 +65,6 @@ class ScanResult:
     labels: label code of every record in raw order (shards by name, records in file order).
     label_codes: label value (int, or str for bytes labels) -> its code, in order of first
       appearance; `label_values` lists the values in code order.
-    paths: image/filename of every record, when asked for.
     errors: (kind, shard, record index, detail), the first MAX_ERRORS_KEPT.
     error_counts: errors by kind: "crc", "read", "parse", "label", "boxes", "decode".
     records_with_box_features: records with image/object/bbox/* features (maybe empty).
@@ -71,7 +74,6 @@ class ScanResult:
     shards: list[ShardScan] = field(default_factory=list)
     labels: array = field(default_factory=lambda: array("i"))
     label_codes: dict = field(default_factory=dict)
-    paths: collections.Counter = field(default_factory=collections.Counter)
     errors: list[tuple[str, str, int, str]] = field(default_factory=list)
     error_counts: collections.Counter = field(default_factory=collections.Counter)
     records_with_box_features: int = 0
@@ -88,18 +90,26 @@ class ScanResult:
             self.errors.append((kind, shard, index, detail))
 
 
+def _first(features: dict, key: str, default=None):
+    """The first value of a feature, or `default` when it is absent or empty."""
+    values = features.get(key, ())
+    return values[0] if len(values) else default
+
+
 def _check_image(features: dict) -> str | None:
     """Decodes image/encoded; returns what is wrong, or None."""
-    encoded = features.get("image/encoded", [b""])
+    encoded = _first(features, "image/encoded", b"")
+    if not isinstance(encoded, bytes):
+        return "image/encoded is not a bytes feature"
     try:
-        image = Image.open(io.BytesIO(encoded[0]))
+        image = Image.open(io.BytesIO(encoded))
         image.load()
     except Exception as e:
         return f"image does not decode: {type(e).__name__}: {e}"
-    recorded = tuple(features.get(k, [None])[0] for k in ("image/width", "image/height"))
+    recorded = tuple(_first(features, k) for k in ("image/width", "image/height"))
     if None not in recorded and image.size != recorded:
         return f"decodes to {image.size[0]}x{image.size[1]}, recorded {recorded[0]}x{recorded[1]}"
-    channels = features.get("image/channels", [None])[0]
+    channels = _first(features, "image/channels")
     if channels is not None and len(image.getbands()) != channels:
         return f"decodes to {len(image.getbands())} channels, recorded {channels}"
     return None
@@ -109,7 +119,7 @@ def scan_shards(
     paths: list[str],
     label_key: str = "image/class/label",
     decode: bool = False,
-    keep_paths: bool = False,
+    record_paths: RecordPaths | None = None,
     progress: Callable[[int, int, int], None] | None = None,
 ) -> ScanResult:
     """Reads every record of every shard, in the order given."""
@@ -127,7 +137,7 @@ def scan_shards(
                 result=result,
                 label_key=label_key,
                 decode=decode,
-                keep_paths=keep_paths,
+                record_paths=record_paths,
             ),
             result,
         )
@@ -149,7 +159,8 @@ def _scan_tfrecord(path: str, shard: ShardScan, on_record, result: ScanResult) -
                 on_record(data, index)
         except CorruptRecordError as e:
             result.error("crc", path, index + 1, str(e))
-            stream.read()  # hash the rest, so sha256 still describes the whole file
+            while stream.read(_CHUNK):  # hash the rest, so sha256 describes the whole file
+                pass
     shard.bytes, shard.sha256 = stream.size, digest.hexdigest()
     shard.index_sha256 = index_digest.hexdigest()
 
@@ -160,7 +171,7 @@ def _scan_array_record(path: str, shard: ShardScan, on_record, result: ScanResul
     digest = hashlib.sha256()
     with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as raw:
         stream = _HashingReader(raw, digest)
-        while stream.read(8 << 20):
+        while stream.read(_CHUNK):
             pass
     shard.bytes, shard.sha256 = stream.size, digest.hexdigest()
     index = -1
@@ -186,7 +197,9 @@ def iter_shard_records(path: str):
 
 def box_problem(features: dict) -> str | None:
     """What is wrong with a record's image/object/bbox/* features, or None."""
-    coordinates = [features.get(name, []) for name in BOX_COORDINATES]
+    coordinates = [features.get(name, ()) for name in BOX_COORDINATES]
+    if any(len(c) and not isinstance(c[0], float | int) for c in coordinates):
+        return "box coordinates are not numbers (need float features)"
     labels = features.get("image/object/bbox/label")
     counts = {len(c) for c in coordinates} | ({len(labels)} if labels is not None else set())
     if len(counts) > 1:
@@ -199,18 +212,22 @@ def box_problem(features: dict) -> str | None:
     return None
 
 
-def _scan_record(data, index, shard, result, label_key, decode, keep_paths) -> None:
+def _scan_record(data, index, shard, result, label_key, decode, record_paths) -> None:
     shard.records += 1
     try:
-        features = decode_example(data)
+        features = parse_example(data)
     except ExampleDecodeError as e:
         result.error("parse", shard.path, index, str(e))
         return
-    label = features.get(label_key)
-    if not label:
+    value = _first(features, label_key)
+    if value is None:
         result.error("label", shard.path, index, f"no {label_key!r} feature")
         return
-    value = label[0].decode("utf-8", "replace") if isinstance(label[0], bytes) else label[0]
+    if isinstance(value, float):
+        result.error("label", shard.path, index, f"{label_key!r} is a float feature")
+        return
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
     codes = result.label_codes
     code = codes.get(value)
     if code is None:
@@ -224,23 +241,35 @@ def _scan_record(data, index, shard, result, label_key, decode, keep_paths) -> N
         result.boxes += boxes
         if problem := box_problem(features):
             result.error("boxes", shard.path, index, problem)
-    if keep_paths:
-        name = features.get("image/filename", [b""])[0]
-        result.paths[name.decode("utf-8", "replace")] += 1
+    if record_paths is not None:
+        name = _first(features, "image/filename", b"")
+        record_paths.add(name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name))
     if decode and (problem := _check_image(features)):
         result.error("decode", shard.path, index, problem)
 
 
 class _HashingReader:
-    """A read-only stream wrapper that hashes and counts what passes through."""
+    """A read-only stream wrapper that hashes and counts what passes through.
+
+    Reads in chunks: a hostile frame can claim a length of 2^63 with a valid length CRC, and
+    one read(n) of that would allocate n bytes before finding the file is shorter. Chunked,
+    memory is bounded by what the file really holds.
+    """
 
     def __init__(self, stream, digest):
         self._stream = stream
         self._digest = digest
         self.size = 0
 
-    def read(self, n: int = -1) -> bytes:
-        data = self._stream.read(n) if n >= 0 else self._stream.read()
+    def read(self, n: int) -> bytes:
+        parts, wanted = [], n
+        while wanted > 0:
+            part = self._stream.read(min(wanted, _CHUNK))
+            if not part:
+                break
+            parts.append(part)
+            wanted -= len(part)
+        data = parts[0] if len(parts) == 1 else b"".join(parts)
         self._digest.update(data)
         self.size += len(data)
         return data
