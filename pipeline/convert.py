@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 
 import apache_beam as beam
+from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import (
     DirectOptions,
@@ -129,8 +130,11 @@ def pipeline_options(
 def _load_labels(path: str | None) -> list[str] | None:
     if path is None:
         return None
-    with FileSystems.open(path) as f:
-        names = [line.strip() for line in f.read().decode("utf-8-sig").splitlines()]
+    try:
+        with FileSystems.open(path) as f:
+            names = [line.strip() for line in f.read().decode("utf-8-sig").splitlines()]
+    except (OSError, BeamIOError, UnicodeDecodeError) as e:
+        raise ConversionError(f"--labels {path} cannot be read: {e}") from None
     names = [n for n in names if n]
     if not names:
         raise ConversionError(f"--labels {path} lists no class names")
@@ -230,7 +234,8 @@ def _check_result(meta: dict, config: ConvertConfig) -> None:
 
 def run(argv: list[str] | None = None) -> ConvertResult:
     """Runs the conversion; raises ConversionError (or ValueError for bad flags)."""
-    parser = argparse.ArgumentParser(prog="imgshard convert")
+    # No abbreviations: `--se 4` must not quietly become `--seed 4` (check_unknown_flags).
+    parser = argparse.ArgumentParser(prog="imgshard convert", allow_abbrev=False)
     add_convert_arguments(parser)
     add_unknown_flags_argument(parser)
     args, beam_args = parser.parse_known_args(argv)

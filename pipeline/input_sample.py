@@ -35,8 +35,9 @@ MIN_SAMPLE = 10
 
 
 def _first_entries(config: ConvertConfig) -> list[records.IndexEntry]:
+    header = 1 if config.input_kind == "csv" else 0
     with FileSystems.open(config.input, compression_type=CompressionTypes.AUTO) as f:
-        lines = list(itertools.islice(f, SAMPLE_ENTRIES + 1))  # +1: a CSV header
+        lines = list(itertools.islice(f, SAMPLE_ENTRIES + header))
     if config.input_kind == "csv":
         parsed = parse_csv(lines, config.path_column, config.label_column)
     else:

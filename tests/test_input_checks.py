@@ -123,3 +123,26 @@ def test_the_command_line_exits_2_on_a_mistyped_flag_and_can_pass_it_on(dataset,
     )
     assert passed.returncode == 0, passed.stderr
     assert "40 records" in passed.stdout
+
+
+def test_an_abbreviated_flag_is_refused_not_expanded(dataset, tmp_path):
+    """argparse would read `--se 4` as `--seed 4`: spelled out or refused, never guessed."""
+    list_path, _ = dataset
+    with pytest.raises(ValueError, match="unknown flag --se "):
+        convert(list_path, tmp_path / "out", "--se", "4")
+
+
+def test_the_sample_of_a_list_is_its_first_thousand_entries(tmp_path):
+    list_path = sorted_dataset(str(tmp_path / "images"), classes=2, per_class=600)
+    with open(list_path) as f:
+        entries = f.readlines()
+    with open(list_path, "w") as f:
+        f.writelines(f"/elsewhere/{line}" for line in entries)
+    with pytest.raises(ConversionError, match="1000 of 1000 entries sampled"):
+        convert(list_path, tmp_path / "out")
+
+
+def test_an_unreadable_labels_file_is_a_clear_error(dataset, tmp_path):
+    list_path, _ = dataset
+    with pytest.raises(ConversionError, match="--labels .*nope.txt cannot be read"):
+        convert(list_path, tmp_path / "out", "--labels", str(tmp_path / "nope.txt"))
