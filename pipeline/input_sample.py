@@ -83,11 +83,12 @@ def _advice(
             "the list and the labels file must name classes alike (or drop --labels)"
         )
     if reason == records.OUTSIDE_ROOT:
-        absolute = [p for _, _, p in failed if "://" not in p and p.startswith("/")]
-        kind = "absolute paths" if len(absolute) == len(failed) else "paths"
+        listed_absolute = all(entry.path.startswith("/") for entry, _, _ in failed)
+        kind = "absolute paths" if listed_absolute else "paths"
+        local = [os.path.normpath(p) for _, _, p in failed if "://" not in p]
         fix = "--allow-outside-root"
-        if absolute:
-            fix = f"--image-root {os.path.commonpath(absolute)} or {fix}"
+        if local and len(local) == len(failed):
+            fix = f"--image-root {os.path.commonpath(local)} or {fix}"
         return f"{kind} outside --image-root {config.image_root} (e.g. {example}): pass {fix}"
     return (
         f"images that do not exist under --image-root {config.image_root} (e.g. {example}): "

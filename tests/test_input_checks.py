@@ -146,3 +146,13 @@ def test_an_unreadable_labels_file_is_a_clear_error(dataset, tmp_path):
     list_path, _ = dataset
     with pytest.raises(ConversionError, match="--labels .*nope.txt cannot be read"):
         convert(list_path, tmp_path / "out", "--labels", str(tmp_path / "nope.txt"))
+
+
+def test_relative_paths_that_lead_out_are_named_so_and_the_fix_is_normalized(dataset, tmp_path):
+    list_path, images = dataset
+    moved = _relist(list_path, tmp_path / "lists" / "train.txt", lambda p: f"../images/{p}")
+    with pytest.raises(ConversionError) as info:
+        convert(moved, tmp_path / "out")
+    message = str(info.value)
+    assert "absolute paths" not in message and "40 of 40" in message
+    assert f"--image-root {images} or --allow-outside-root" in message  # no "lists/.." in it
