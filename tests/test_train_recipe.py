@@ -67,7 +67,7 @@ def test_records_with_without_and_with_empty_boxes_train(tmp_path):
         image_size=32,
         batch_size=3,
         num_classes=4,
-        reader=ReaderSettings(cycle_length=1, shuffle_buffer=1, seed=0),
+        reader=ReaderSettings(cycle_length=1, shuffle_buffer=1, seed=0, deterministic=True),
     )
     images, labels = next(iter(image_dataset([path], settings, training=True)))
     assert images.shape == (3, 32, 32, 3) and images.dtype == tf.uint8
