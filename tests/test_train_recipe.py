@@ -96,3 +96,10 @@ def test_no_gpu_is_an_error_when_one_is_required(tmp_path, capsys):
     code = main(["--data", str(tmp_path), "--require-gpu", "yes", "--image-size", "32"])
     assert code == 2
     assert "no GPU visible to TensorFlow" in capsys.readouterr().err
+
+
+def test_a_bad_flag_value_is_a_usage_error_not_a_traceback(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main(["--data", str(tmp_path), "--decay-epochs", "30,sixty"])
+    assert stopped.value.code == 2
+    assert "--decay-epochs: comma-separated epochs, got '30,sixty'" in capsys.readouterr().err
