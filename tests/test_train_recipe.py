@@ -67,7 +67,7 @@ def test_records_with_without_and_with_empty_boxes_train(tmp_path):
         image_size=32,
         batch_size=3,
         num_classes=4,
-        reader=ReaderSettings(cycle_length=1, shuffle_buffer=1, seed=0),
+        reader=ReaderSettings(cycle_length=1, shuffle_buffer=1, seed=0, deterministic=True),
     )
     images, labels = next(iter(image_dataset([path], settings, training=True)))
     assert images.shape == (3, 32, 32, 3) and images.dtype == tf.uint8
@@ -96,3 +96,10 @@ def test_no_gpu_is_an_error_when_one_is_required(tmp_path, capsys):
     code = main(["--data", str(tmp_path), "--require-gpu", "yes", "--image-size", "32"])
     assert code == 2
     assert "no GPU visible to TensorFlow" in capsys.readouterr().err
+
+
+def test_a_bad_flag_value_is_a_usage_error_not_a_traceback(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main(["--data", str(tmp_path), "--decay-epochs", "30,sixty"])
+    assert stopped.value.code == 2
+    assert "--decay-epochs: comma-separated epochs, got '30,sixty'" in capsys.readouterr().err

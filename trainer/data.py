@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 
 import tensorflow as tf
@@ -91,9 +92,10 @@ def count_records(files: list[str], cache_dir: str | None = None) -> int:
         raise TrainError(f"the {len(files)} files hold no records")
     if cache:
         tf.io.gfile.makedirs(cache_dir)
-        with tf.io.gfile.GFile(cache + ".tmp", "w") as f:
+        tmp = f"{cache}.tmp-{os.getpid()}"  # every worker counts; each renames its own file
+        with tf.io.gfile.GFile(tmp, "w") as f:
             f.write(json.dumps({"files": files, "records": records}))
-        tf.io.gfile.rename(cache + ".tmp", cache, overwrite=True)  # workers may race
+        tf.io.gfile.rename(tmp, cache, overwrite=True)
     return records
 
 

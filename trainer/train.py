@@ -95,6 +95,13 @@ class TrainConfig:
             raise TrainError(f"--jit-compile: auto, on or off, got {self.jit_compile!r}")
 
 
+def _epochs(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"comma-separated epochs, got {text!r}") from None
+
+
 def _parse(argv: list[str] | None) -> TrainConfig:
     p = argparse.ArgumentParser(prog="imgshard-train", description=__doc__.split("\n")[0])
     d = TrainConfig(data="")
@@ -157,7 +164,12 @@ def _parse(argv: list[str] | None) -> TrainConfig:
     )
     p.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs)
     p.add_argument("--decay", default=d.decay, choices=("step", "cosine"))
-    p.add_argument("--decay-epochs", default="30,60,80", help="step decay boundaries (epochs)")
+    p.add_argument(
+        "--decay-epochs",
+        type=_epochs,
+        default=d.decay_epochs,
+        help="step decay boundaries (epochs, comma-separated)",
+    )
     p.add_argument("--decay-factor", type=float, default=d.decay_factor)
     p.add_argument("--momentum", type=float, default=d.momentum)
     p.add_argument("--nesterov", action="store_true")
@@ -217,7 +229,6 @@ def _parse(argv: list[str] | None) -> TrainConfig:
         help="no GPU is an error (auto: when the GPU extra imgshard[gpu] is installed)",
     )
     args = vars(p.parse_args(argv))
-    args["decay_epochs"] = tuple(float(x) for x in args["decay_epochs"].split(",") if x)
     return TrainConfig(**args)
 
 
