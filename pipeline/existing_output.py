@@ -65,6 +65,21 @@ def _existing_files(output: str) -> list[str]:
     return sorted(p[len(output) :].lstrip("/") for p in kept)[:5]
 
 
+def _refuse_another_split(config: ConvertConfig) -> None:
+    """dataset.json describes one split per folder: overwriting another split's folder would
+    delete that split's dataset.json and leave its shards undescribed."""
+    if not FileSystems.exists(FileSystems.join(config.output, metadata.DATASET_JSON)):
+        return
+    split = metadata.load_metadata(config.output).get("split", config.split)
+    if split != config.split:
+        parent = config.output.rstrip("/").rsplit("/", 1)[0]
+        raise ConversionError(
+            f"--overwrite: {config.output} holds the {split!r} split; --split {config.split} "
+            f"would delete its dataset.json. One split per folder: write it to its own, e.g. "
+            f"--output {parent}/{config.split}"
+        )
+
+
 def prepare_output(config: ConvertConfig, identity: dict) -> str:
     """Refuses to mix with an existing output unless told how; records this run's identity
     and returns its fingerprint, which the shard writers journal under.
@@ -106,6 +121,7 @@ def prepare_output(config: ConvertConfig, identity: dict) -> str:
             "it, or choose another --output"
         )
     if existing:  # --overwrite
+        _refuse_another_split(config)
         metadata.remove_files([FileSystems.join(config.output, metadata.DATASET_JSON)])
         metadata.remove_tree(journal.journal_dir(config.output, config.split))
     journal.write_run(config.output, config.split, identity)

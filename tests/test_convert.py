@@ -253,6 +253,16 @@ def test_existing_output_is_refused_unless_overwritten(sorted_list, tmp_path):
     ]
 
 
+def test_overwrite_with_another_split_is_refused_and_keeps_the_output(sorted_list, tmp_path):
+    out = tmp_path / "imagenet" / "train"
+    convert(sorted_list, out, "--num-shards", "2")
+    before = sorted(os.listdir(out))
+    with pytest.raises(ConversionError, match="holds the 'train' split.*validation"):
+        convert(sorted_list, out, "--num-shards", "2", "--split", "validation", "--overwrite")
+    assert sorted(os.listdir(out)) == before  # dataset.json and the shards are untouched
+    assert json.loads((out / "dataset.json").read_text())["split"] == "train"
+
+
 def test_more_shards_than_images_still_writes_every_shard(tmp_path):
     list_path = sorted_dataset(str(tmp_path / "d"), classes=2, per_class=2)
     result = convert(list_path, tmp_path / "out", "--num-shards", "10")

@@ -86,13 +86,14 @@ def _feature_spec():
 
 
 def make_preprocessing_fn(image_size: int):
-    """The evaluation/serving preprocessing, its constants from the analyzers."""
+    """The serving preprocessing (serving_image: what evaluation does to converted records,
+    plus EXIF orientation and alpha for client images), its constants from the analyzers."""
 
     def preprocessing_fn(inputs):
         import tensorflow as tf
         import tensorflow_transform as tft
 
-        from imgshard.trainer.preprocessing import eval_image
+        from imgshard.trainer.preprocessing import serving_image
 
         pixels = tft.sum(inputs["pixels"])
         mean = tft.sum(inputs["channel_sum"], reduce_instance_dims=False) / pixels
@@ -111,7 +112,7 @@ def make_preprocessing_fn(image_size: int):
             # tf.Transform runs this graph over the summaries too, whose image_bytes are empty
             return tf.cond(
                 tf.strings.length(encoded) > 0,
-                lambda: eval_image(encoded, image_size),
+                lambda: serving_image(encoded, image_size),
                 lambda: tf.zeros([image_size, image_size, 3], tf.uint8),
             )
 
