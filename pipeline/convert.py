@@ -32,9 +32,10 @@ from apache_beam.options.pipeline_options import (
 from imgshard.pipeline.errors import ConversionError
 from imgshard.pipeline.existing_output import prepare_output, run_identity
 from imgshard.pipeline.graph import build_graph
+from imgshard.pipeline.job_failure import WorkerDeaths, explain_failure
 from imgshard.pipeline.options import ConvertConfig, add_convert_arguments, config_from_args
 from imgshard.pipeline.progress import ShardProgress
-from imgshard.transforms import metadata
+from imgshard.transforms import journal, metadata
 from imgshard.transforms.index import class_folder_pattern
 from imgshard.transforms.shard_writer import METRICS_NAMESPACE
 
@@ -226,6 +227,20 @@ def _check_result(meta: dict, config: ConvertConfig) -> None:
         )
 
 
+def _raise_explained(
+    failed: Exception, argv: list[str], config: ConvertConfig, fingerprint: str, exits: list[int]
+) -> None:
+    """Raises one clear ConversionError for a failure we understand (pipeline/job_failure.py);
+    returns for any other, which then surfaces as the runner reported it."""
+    names = journal.journaled_shards(config.output, config.split, fingerprint)
+    total = int(names[0].rsplit("-of-", 1)[1].split(".")[0]) if names else None
+    message = explain_failure(failed, argv, exits, (len(names), total))
+    if message is None:
+        return
+    _LOG.debug("the runner reported:", exc_info=failed)
+    raise ConversionError(message) from None
+
+
 def run(argv: list[str] | None = None) -> ConvertResult:
     """Runs the conversion; raises ConversionError (or ValueError for bad flags)."""
     parser = argparse.ArgumentParser(prog="imgshard convert")
@@ -265,9 +280,14 @@ def run(argv: list[str] | None = None) -> ConvertResult:
     poll_seconds = (
         2.0 if _runner_name(options) in _LOCAL_RUNNERS else 30.0
     )  # listing gs:// costs requests
-    with ShardProgress(config.output, config.split, interval=poll_seconds):
-        result = pipeline.run()
-        result.wait_until_finish()
+    deaths = WorkerDeaths(show=_LOG.isEnabledFor(logging.DEBUG))
+    with ShardProgress(config.output, config.split, interval=poll_seconds), deaths:
+        try:
+            result = pipeline.run()
+            result.wait_until_finish()
+        except Exception as failed:
+            _raise_explained(failed, argv or [], config, fingerprint, deaths.return_codes)
+            raise
     seconds = time.time() - started
     meta = metadata.load_metadata(config.output)
     outcome = ConvertResult(config.output, meta, seconds, _counters(result))

@@ -26,6 +26,7 @@ __all__ = [
     "describe_differences",
     "file_matches",
     "journal_dir",
+    "journaled_shards",
     "load_run",
     "load_shard_entry",
     "run_fingerprint",
@@ -106,6 +107,21 @@ def load_shard_entry(
     fields["label_counts"] = {int(k): v for k, v in fields["label_counts"].items()}
     rejections = [Rejection(**r) for r in entry["rejections"]]
     return ShardResult(**fields), rejections
+
+
+def journaled_shards(output: str, split: str, fingerprint: str) -> list[str]:
+    """Names of the shards this run has journaled as complete (kept or written)."""
+    pattern = FileSystems.join(journal_dir(output, split), f"{split}-*-of-*.json")
+    try:
+        found = FileSystems.match([pattern])[0].metadata_list
+    except Exception:  # no journal yet
+        return []
+    names = []
+    for m in found:
+        name = m.path.rsplit("/", 1)[-1].removesuffix(".json")
+        if load_shard_entry(output, split, fingerprint, name) is not None:
+            names.append(name)
+    return sorted(names)
 
 
 def file_matches(path: str, size: int, sha256: str) -> bool:
