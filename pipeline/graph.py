@@ -171,7 +171,8 @@ def build_graph(
         entries
         | "Labels" >> beam.Map(lambda e: e.label)
         | "DistinctLabels" >> beam.CombineGlobally(DistinctLabels())
-        | "BuildVocabulary" >> beam.Map(build_vocabulary, label_kind, given_labels)
+        | "BuildVocabulary"
+        >> beam.Map(build_vocabulary, label_kind, given_labels, config.max_int_labels)
     )
     record_bytes = estimated_record_bytes(
         config.image.resize.mode, config.image.resize.width, config.image.resize.height

@@ -3,7 +3,8 @@
 The runners report a worker's exception as text (a local worker process, Dataflow) or as the
 exception itself (in-process runs); both are recognised here:
 
-- ReadFatal / ReadUnavailable (transforms/read_faults.py): their own message says what to do.
+- ReadFatal / ReadUnavailable (transforms/read_faults.py), VocabularyTooLarge
+  (transforms/labels.py): their own message says what to do.
 - A local worker process that died (the OOM killer's SIGKILL, a crash): Beam's only report is
   "Channel closed prematurely" in the driver, plus the worker's return code on a background
   thread. `WorkerDeaths` records that code, and the message says how it died, what is safe
@@ -17,11 +18,16 @@ import shlex
 import signal
 import threading
 
+from imgshard.transforms.labels import VocabularyTooLarge
 from imgshard.transforms.read_faults import ReadFatal, ReadUnavailable
 
 __all__ = ["WorkerDeaths", "explain_failure", "resume_command"]
 
-_READ_FAILURE = re.compile(r"(ReadFatal|ReadUnavailable): (.+?)(?: \[while running|\n|$)")
+# Errors whose message is written for the user: the job stops with that message alone.
+_STOPPING = (ReadFatal, ReadUnavailable, VocabularyTooLarge)
+_STOPPING_TEXT = re.compile(
+    r"(?:ReadFatal|ReadUnavailable|VocabularyTooLarge): (.+?)(?: \[while running|\n|$)"
+)
 _WORKER_EXIT = re.compile(r"Worker subprocess exited with return code (-?\d+)")
 _CHANNEL_CLOSED = "Channel closed prematurely"
 
@@ -88,12 +94,12 @@ def explain_failure(
       worker_exit_codes: return codes of local worker processes that died (WorkerDeaths).
       journaled: (shards complete and journaled, the run's shard count or None).
     """
-    if isinstance(error, ReadFatal | ReadUnavailable):
+    if isinstance(error, _STOPPING):
         return str(error).split(" [while running")[0]
     text = str(error)
-    found = _READ_FAILURE.search(text)
+    found = _STOPPING_TEXT.search(text)
     if found:
-        return found.group(2)
+        return found.group(1)
     if not worker_exit_codes and _CHANNEL_CLOSED not in text:
         return None
     how = (
