@@ -36,8 +36,9 @@ class WorkerDeaths:
     """While active, records the return codes of local worker processes that died.
 
     Beam's SubprocessSdkWorker raises RuntimeError('Worker subprocess exited with return code
-    N') on its own thread; the hook records N and keeps that thread's traceback off the
-    terminal (shown with -v: `show` True).
+    N') on its own thread; the hook records N. That traceback, and those of Beam's gRPC
+    threads losing their peer, stay off the terminal unless `show` (-v): the driver's own
+    error says what happened.
     """
 
     def __init__(self, show: bool = False):
@@ -57,9 +58,18 @@ class WorkerDeaths:
         found = _WORKER_EXIT.search(str(args.exc_value))
         if found:
             self.return_codes.append(int(found.group(1)))
-            if not self._show:
-                return
-        self._previous(args)
+        if self._show or not (found or _in_beam(args.exc_traceback)):
+            self._previous(args)
+
+
+def _in_beam(trace) -> bool:
+    """Whether a thread's traceback passes through Beam's or gRPC's code."""
+    while trace is not None:
+        name = trace.tb_frame.f_code.co_filename
+        if "/apache_beam/" in name or "/grpc/" in name:
+            return True
+        trace = trace.tb_next
+    return False
 
 
 def resume_command(argv: list[str]) -> str:
