@@ -173,6 +173,21 @@ def _check_paths_reach_workers(config: ConvertConfig, options: PipelineOptions) 
     _LOG.warning("%s; fine for workers on this machine, otherwise use gs://", message)
 
 
+def _check_analyze_runs_here(config: ConvertConfig, options: PipelineOptions) -> None:
+    """--analyze runs tf.Transform on the workers; only workers of this machine's environment
+    have TensorFlow (the sdist and deploy/Dockerfile ship the conversion's dependencies only).
+    Refused before anything is written, not after every shard."""
+    runner = _runner_name(options)
+    loopback = options.get_all_options().get("environment_type") == "LOOPBACK"
+    if config.analyze and runner not in _LOCAL_RUNNERS and not loopback:
+        raise ConversionError(
+            f"--analyze needs TensorFlow and tf.Transform on the workers, and the {runner} "
+            "workers do not have them (the worker image and sdist ship the conversion's "
+            "dependencies only). Convert there without --analyze, or run --analyze locally "
+            "(no --runner)"
+        )
+
+
 def _preflight(config: ConvertConfig) -> list[str] | None:
     if config.input_kind == "folder":  # on GCS a folder is a prefix, not an object
         if (config.output + "/").startswith(config.input.rstrip("/") + "/"):
@@ -249,6 +264,7 @@ def run(argv: list[str] | None = None) -> ConvertResult:
     config = config_from_args(args)
     options = pipeline_options(beam_args, _count_inputs(config, PROCESSES_FROM_INPUTS))
     _check_paths_reach_workers(config, options)
+    _check_analyze_runs_here(config, options)
     given_labels = _preflight(config)
     dry_run = options.view_as(TestOptions).dry_run
     fingerprint, input_hash = "", None
@@ -281,7 +297,13 @@ def run(argv: list[str] | None = None) -> ConvertResult:
         2.0 if _runner_name(options) in _LOCAL_RUNNERS else 30.0
     )  # listing gs:// costs requests
     deaths = WorkerDeaths(show=_LOG.isEnabledFor(logging.DEBUG))
-    with ShardProgress(config.output, config.split, interval=poll_seconds), deaths:
+    progress = ShardProgress(
+        config.output,
+        config.split,
+        interval=poll_seconds,
+        resumed_fingerprint=fingerprint if config.resume else "",
+    )
+    with progress, deaths:
         try:
             result = pipeline.run()
             result.wait_until_finish()
