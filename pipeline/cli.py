@@ -53,6 +53,11 @@ def _convert(argv: list[str]) -> int:
     except ValueError as e:
         print(f"imgshard convert: error: {e}", file=sys.stderr)
         return 2
+    if result.plan is not None:
+        from imgshard.pipeline.plan import format_plan
+
+        print(format_plan(result.plan, result.seconds))
+        return 0
     if result.job is not None:
         print(
             f"imgshard convert: dry run: the job graph and options were validated in "

@@ -17,13 +17,16 @@ import argparse
 import importlib.metadata
 import itertools
 import logging
+import tempfile
 import time
+import uuid
 from dataclasses import dataclass
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import (
     DirectOptions,
+    GoogleCloudOptions,
     PipelineOptions,
     StandardOptions,
     TestOptions,
@@ -34,6 +37,7 @@ from imgshard.pipeline.existing_output import prepare_output, run_identity
 from imgshard.pipeline.graph import build_graph
 from imgshard.pipeline.job_failure import WorkerDeaths, explain_failure
 from imgshard.pipeline.options import ConvertConfig, add_convert_arguments, config_from_args
+from imgshard.pipeline.plan import build_plan_graph, load_plan
 from imgshard.pipeline.progress import ShardProgress
 from imgshard.transforms import journal, metadata
 from imgshard.transforms.index import class_folder_pattern
@@ -53,6 +57,7 @@ class ConvertResult:
     seconds: wall time of the run.
     counters: Beam counters of the imgshard namespace, where the runner reports them.
     job: the runner's job description, for a Dataflow dry run (`--dry_run=True`).
+    plan: what the shards would hold, for `--plan` (pipeline/plan.py); nothing was written.
     """
 
     output: str
@@ -60,6 +65,7 @@ class ConvertResult:
     seconds: float
     counters: dict[str, int]
     job: object = None
+    plan: dict | None = None
 
 
 def version() -> str:
@@ -256,14 +262,55 @@ def _raise_explained(
     raise ConversionError(message) from None
 
 
+def _run_plan(
+    config: ConvertConfig, options: PipelineOptions, given_labels: list[str] | None
+) -> ConvertResult:
+    """The index stages only (pipeline/plan.py); the plan comes back through a temporary file,
+    local or under --temp_location for workers elsewhere."""
+    local = _runner_name(options) in _LOCAL_RUNNERS
+    if local:
+        folder = tempfile.mkdtemp(prefix="imgshard-plan-")
+    else:
+        folder = options.view_as(GoogleCloudOptions).temp_location
+        if not folder:
+            raise ConversionError("--plan on a remote runner needs --temp_location")
+    plan_path = FileSystems.join(folder, f"plan-{uuid.uuid4().hex}.json")
+    started = time.time()
+    pipeline = beam.Pipeline(options=options)
+    build_plan_graph(pipeline, config, given_labels, plan_path)
+    try:
+        result = pipeline.run()
+        result.wait_until_finish()
+        plan = load_plan(plan_path)
+    except Exception as failed:
+        message = explain_failure(failed, [], [], (0, None))
+        if message is None or "worker process" in message:
+            raise
+        raise ConversionError(message) from None
+    finally:
+        if local:
+            metadata.remove_tree(folder)
+        else:
+            metadata.remove_files([plan_path])
+    return ConvertResult(config.output, {}, time.time() - started, _counters(result), plan=plan)
+
+
 def run(argv: list[str] | None = None) -> ConvertResult:
     """Runs the conversion; raises ConversionError (or ValueError for bad flags)."""
     parser = argparse.ArgumentParser(prog="imgshard convert")
     add_convert_arguments(parser)
+    parser.add_argument(
+        "--plan",
+        action="store_true",
+        help="print what the shards would hold (records per shard and class, rejections "
+        "before reading) without reading an image or writing anything",
+    )
     args, beam_args = parser.parse_known_args(argv)
     config = config_from_args(args)
     options = pipeline_options(beam_args, _count_inputs(config, PROCESSES_FROM_INPUTS))
     _check_paths_reach_workers(config, options)
+    if args.plan:
+        return _run_plan(config, options, _preflight(config))
     _check_analyze_runs_here(config, options)
     given_labels = _preflight(config)
     dry_run = options.view_as(TestOptions).dry_run

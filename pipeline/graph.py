@@ -12,6 +12,8 @@ Finalize         dataset.json, labels.txt, {split}-rejected.jsonl
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.pvalue import AsList, AsSingleton, TaggedOutput
@@ -32,7 +34,7 @@ from imgshard.transforms.sharding import (
     shard_key,
 )
 
-__all__ = ["build_graph"]
+__all__ = ["Indexed", "build_graph", "index_and_assign"]
 
 REJECTED = "rejected"
 _TFT_TEMP = ".tft-tmp"
@@ -141,20 +143,21 @@ class Finalize(beam.DoFn):
         yield meta
 
 
-def build_graph(
-    p: beam.Pipeline,
-    config: ConvertConfig,
-    given_labels: list[str] | None,
-    version: str,
-    fingerprint: str = "",
-    input_sha256: str | None = None,
-) -> None:
-    """Adds the conversion to `p`.
+class Indexed(NamedTuple):
+    """The index stages' outputs, shared by the conversion and its plan (pipeline/plan.py)."""
 
-    Args:
-      fingerprint: the run's identity; shards are journaled under it (transforms/journal.py).
-      input_sha256: the input's hash when the run started; finalize refuses a changed input.
-    """
+    source: object  # AsSingleton(SourceInfo)
+    vocabulary: beam.PCollection  # one Vocabulary
+    num_shards: beam.PCollection  # one int
+    keyed: beam.PCollection  # (shard, (key, line, path, label_id)), duplicates dropped for
+    # --shuffle none (with global keys they meet in one shard, whose writer drops them)
+    rejected: list  # PCollections of Rejection
+
+
+def index_and_assign(
+    p: beam.Pipeline, config: ConvertConfig, given_labels: list[str] | None
+) -> Indexed:
+    """ReadIndex, BuildVocabulary, ChooseShardCount, AssignShard (see the module docstring)."""
     index = (
         p
         | "Input" >> beam.Create([config.input])
@@ -207,6 +210,28 @@ def build_graph(
         )
         keyed = deduped.kept
         rejected.append(deduped[REJECTED])
+    return Indexed(source, vocabulary, num_shards, keyed, rejected)
+
+
+def build_graph(
+    p: beam.Pipeline,
+    config: ConvertConfig,
+    given_labels: list[str] | None,
+    version: str,
+    fingerprint: str = "",
+    input_sha256: str | None = None,
+) -> None:
+    """Adds the conversion to `p`.
+
+    Args:
+      fingerprint: the run's identity; shards are journaled under it (transforms/journal.py).
+      input_sha256: the input's hash when the run started; finalize refuses a changed input.
+    """
+    indexed = index_and_assign(p, config, given_labels)
+    source, vocabulary, num_shards = indexed.source, indexed.vocabulary, indexed.num_shards
+    rejected = list(indexed.rejected)
+
+    keyed = indexed.keyed  # (shard, (key, line, path, label_id))
 
     # One (shard, None) per shard id: every shard gets a group, so empty shards are written too.
     every_shard = num_shards | "EveryShard" >> beam.FlatMap(lambda n: ((i, None) for i in range(n)))
