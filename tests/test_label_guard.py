@@ -54,3 +54,17 @@ def test_convert_refuses_a_stray_label_before_reading_an_image(tmp_path):
         "1",
     )
     assert accepted.metadata["num_records"] == 12  # the path is listed twice: the first stays
+
+
+@pytest.mark.slow
+def test_the_refusal_reads_the_same_from_worker_processes(tmp_path):
+    """There the runner reports the worker's exception as text; the message is found in it."""
+    list_path = sorted_dataset(str(tmp_path / "d"), classes=3, per_class=4)
+    with open(list_path, "a") as f:
+        f.write("0/0_1.JPEG 5000\n")
+    processes = ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]
+    with pytest.raises(ConversionError) as refused:
+        convert(list_path, tmp_path / "out", "--num-shards", "2", runner=processes)
+    message = str(refused.value)
+    assert message.startswith("integer label '5000' would make the vocabulary"), message
+    assert message.endswith("--max-int-labels 5001 to accept it")
