@@ -35,7 +35,7 @@ from apache_beam.options.pipeline_options import (
 from imgshard.pipeline.errors import ConversionError
 from imgshard.pipeline.existing_output import prepare_output, run_identity
 from imgshard.pipeline.graph import build_graph
-from imgshard.pipeline.job_failure import WorkerDeaths, explain_failure
+from imgshard.pipeline.job_failure import WorkerDeaths, explain_failure, stopping_message
 from imgshard.pipeline.options import ConvertConfig, add_convert_arguments, config_from_args
 from imgshard.pipeline.plan import build_plan_graph, load_plan
 from imgshard.pipeline.progress import ShardProgress
@@ -253,7 +253,10 @@ def _raise_explained(
 ) -> None:
     """Raises one clear ConversionError for a failure we understand (pipeline/job_failure.py);
     returns for any other, which then surfaces as the runner reported it."""
-    names = journal.journaled_shards(config.output, config.split, fingerprint)
+    try:
+        names = journal.journaled_shards(config.output, config.split, fingerprint)
+    except Exception:  # the store is unreachable too: the message counts none
+        names = []
     total = int(names[0].rsplit("-of-", 1)[1].split(".")[0]) if names else None
     message = explain_failure(failed, argv, exits, (len(names), total))
     if message is None:
@@ -283,8 +286,8 @@ def _run_plan(
         result.wait_until_finish()
         plan = load_plan(plan_path)
     except Exception as failed:
-        message = explain_failure(failed, [], [], (0, None))
-        if message is None or "worker process" in message:
+        message = stopping_message(failed)
+        if message is None:
             raise
         raise ConversionError(message) from None
     finally:

@@ -21,7 +21,7 @@ import threading
 from imgshard.transforms.labels import VocabularyTooLarge
 from imgshard.transforms.read_faults import ReadFatal, ReadUnavailable
 
-__all__ = ["WorkerDeaths", "explain_failure", "resume_command"]
+__all__ = ["WorkerDeaths", "explain_failure", "resume_command", "stopping_message"]
 
 # Errors whose message is written for the user: the job stops with that message alone.
 _STOPPING = (ReadFatal, ReadUnavailable, VocabularyTooLarge)
@@ -91,6 +91,15 @@ def _how_it_died(code: int) -> str:
     return f"was killed by {name}"
 
 
+def stopping_message(error: BaseException) -> str | None:
+    """The message of an error written for the user (a denied read, a stray label...), whether
+    the runner raised it as is or as the text of a worker's traceback."""
+    if isinstance(error, _STOPPING):
+        return str(error).split(" [while running")[0]
+    found = _STOPPING_TEXT.search(str(error))
+    return found.group(1) if found else None
+
+
 def explain_failure(
     error: BaseException,
     argv: list[str],
@@ -104,13 +113,10 @@ def explain_failure(
       worker_exit_codes: return codes of local worker processes that died (WorkerDeaths).
       journaled: (shards complete and journaled, the run's shard count or None).
     """
-    if isinstance(error, _STOPPING):
-        return str(error).split(" [while running")[0]
-    text = str(error)
-    found = _STOPPING_TEXT.search(text)
-    if found:
-        return found.group(1)
-    if not worker_exit_codes and _CHANNEL_CLOSED not in text:
+    message = stopping_message(error)
+    if message is not None:
+        return message
+    if not worker_exit_codes and _CHANNEL_CLOSED not in str(error):
         return None
     how = (
         _how_it_died(worker_exit_codes[0])
