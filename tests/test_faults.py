@@ -96,6 +96,7 @@ def test_a_403_stops_the_job_at_once_with_a_clear_message(gcs_bucket, remote_dat
     [
         (FileNotFoundError("gone"), read_faults.MISSING),
         (IsADirectoryError("a folder"), read_faults.NOT_A_FILE),
+        (OSError(40, "Too many levels of symbolic links"), read_faults.NOT_A_FILE),
         (PermissionError(13, "Permission denied"), read_faults.FATAL),
         (ConnectionResetError(104, "Connection reset by peer"), read_faults.TRANSIENT),
         (TimeoutError("timed out"), read_faults.TRANSIENT),
@@ -104,6 +105,15 @@ def test_a_403_stops_the_job_at_once_with_a_clear_message(gcs_bucket, remote_dat
 )
 def test_local_errors_are_judged_by_what_they_say_about_the_input(error, kind):
     assert failure_kind(error) == kind
+
+
+def test_a_symlink_loop_is_rejected_not_retried(tmp_path):
+    list_path = sorted_dataset(str(tmp_path / "d"), classes=2, per_class=3)
+    os.symlink("loop.JPEG", tmp_path / "d" / "loop.JPEG")  # points at itself
+    with open(list_path, "a") as f:
+        f.write("loop.JPEG 0\n")
+    result = convert(list_path, tmp_path / "out", "--max-reject-fraction", "1")
+    assert result.metadata["rejected"]["by_reason"] == {"read_error": 1}
 
 
 def test_http_errors_of_the_gcs_client_are_judged_by_status():

@@ -4,7 +4,8 @@ Judged from the exception alone, for every FileSystem Beam has (local OSErrors, 
 google.api_core exceptions, their HTTP status codes):
 
   MISSING     the input is not there (404, ENOENT)                 -> rejected, missing_file
-  NOT_A_FILE  the input is not a readable file (a folder)          -> rejected, read_error
+  NOT_A_FILE  the input is not a readable file (a folder, a symlink -> rejected, read_error
+              loop, a name too long)
   FATAL       no read can succeed as configured (401/403, EACCES,  -> the job stops now
               credentials, another 4xx such as a bad bucket name)
   TRANSIENT   anything else: 408/429/5xx, timeouts, resets, I/O    -> retried, then raised
@@ -12,6 +13,8 @@ google.api_core exceptions, their HTTP status codes):
 """
 
 from __future__ import annotations
+
+import errno
 
 __all__ = [
     "FATAL",
@@ -32,6 +35,9 @@ FATAL = "fatal"
 TRANSIENT = "transient"
 
 _RETRIABLE_4XX = (408, 429)
+# Local errors that describe the path itself (a symlink loop, a name too long, a device
+# without media): no retry changes them.
+_PATH_ERRNOS = (errno.ELOOP, errno.ENAMETOOLONG, errno.ENXIO, errno.ENODEV, errno.EINVAL)
 # google.auth raises these without an HTTP status: nothing to retry, the setup is wrong.
 _CREDENTIAL_ERRORS = ("DefaultCredentialsError", "RefreshError", "Forbidden", "Unauthorized")
 
@@ -59,6 +65,8 @@ def failure_kind(error: BaseException) -> str:
         return MISSING
     if isinstance(error, IsADirectoryError | NotADirectoryError | NotImplementedError):
         return NOT_A_FILE  # Beam refuses doubly gzip-compressed objects with NotImplementedError
+    if isinstance(error, OSError) and error.errno in _PATH_ERRNOS:
+        return NOT_A_FILE
     if isinstance(error, PermissionError) or type(error).__name__ in _CREDENTIAL_ERRORS:
         return FATAL
     status = _status(error)
