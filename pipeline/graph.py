@@ -109,14 +109,20 @@ def _drop_duplicate_paths(path_and_entries, vocabulary: Vocabulary):
 
 
 class Finalize(beam.DoFn):
-    """Writes dataset.json, labels.txt and the rejected report once every shard exists."""
+    """Writes dataset.json, labels.txt and the rejected report once every shard exists.
+
+    It gets the rejections as counts by reason and as the report fragments the workers wrote
+    (WriteRejectedFragments), so its memory does not grow with them.
+    """
 
     def __init__(self, config: ConvertConfig, version: str, input_sha256: str | None):
         self._config = config
         self._version = version
         self._input_sha256 = input_sha256
 
-    def process(self, _, num_shards, shards, rejections, source, vocabulary, analyzed=()):
+    def process(
+        self, _, num_shards, shards, rejected_counts, fragments, source, vocabulary, analyzed=()
+    ):
         if self._input_sha256 and source.sha256 != self._input_sha256:
             raise RuntimeError(
                 f"{source.uri} changed while it was converted (SHA-256 {self._input_sha256} "
@@ -126,7 +132,7 @@ class Finalize(beam.DoFn):
             split=self._config.split,
             num_shards=num_shards,
             shards=shards,
-            rejections=rejections,
+            rejected_by_reason=dict(rejected_counts),
             source=source,
             vocabulary=vocabulary,
             settings=self._config.to_json_dict(),
@@ -135,11 +141,12 @@ class Finalize(beam.DoFn):
         if self._config.analyze:
             meta["transform_fn"] = TRANSFORM_DIR
             metadata.remove_tree(FileSystems.join(self._config.output, _TFT_TEMP))
-        metadata.write_outputs(self._config.output, meta, rejections, vocabulary)
+        metadata.write_outputs(self._config.output, meta, (), vocabulary, fragments)
         crash_point("finalize_after_dataset_json")
         metadata.remove_stale_files(
             self._config.output, self._config.split, [s["name"] for s in meta["shards"]]
         )
+        metadata.remove_rejected_fragments(self._config.output, self._config.split)
         yield meta
 
 
@@ -260,6 +267,22 @@ def build_graph(
     )
     rejected.append(written[WriteShard.REJECTED])
     all_rejected = rejected | "CollectRejected" >> beam.Flatten()
+    rejected_counts = (
+        all_rejected
+        | "RejectedReasons" >> beam.Map(lambda r: r.reason)
+        | "CountRejectedReasons" >> beam.combiners.Count.PerElement()
+    )
+    fragments = (
+        all_rejected
+        | "KeyRejectedByLines" >> beam.Map(lambda r: (r.line // metadata.FRAGMENT_LINES, r))
+        | "GroupRejected" >> beam.GroupByKey()
+        | "WriteRejectedFragments"
+        >> beam.MapTuple(
+            lambda index, group: metadata.write_rejected_fragment(
+                config.output, config.split, index, group
+            )
+        )
+    )
 
     analyzed = {}
     if config.analyze:
@@ -286,7 +309,8 @@ def build_graph(
             Finalize(config, version, input_sha256),
             num_shards=AsSingleton(num_shards),
             shards=AsList(written.shards),
-            rejections=AsList(all_rejected),
+            rejected_counts=AsList(rejected_counts),
+            fragments=AsList(fragments),
             source=source,
             vocabulary=AsSingleton(vocabulary),
             **analyzed,
