@@ -40,9 +40,8 @@ def test_each_fragment_holds_its_lines_in_report_order(tmp_path, monkeypatch):
     monkeypatch.setattr(metadata, "remove_rejected_fragments", lambda *_: None)  # keep them
     convert(list_path, tmp_path / "out", "--num-shards", "2", "--max-reject-fraction", "1")
 
-    journal = tmp_path / "out" / ".train-journal"
-    fragments = sorted(journal.glob("rejected-*.jsonl"))
-    assert [f.name for f in fragments] == [f"rejected-{i:08d}.jsonl" for i in range(5)]
+    fragments = sorted((tmp_path / "out" / ".train-rejected-parts").glob("*.jsonl"))
+    assert [f.name for f in fragments] == [f"{i:08d}.jsonl" for i in range(5)]
     for index, fragment in enumerate(fragments):
         lines = [json.loads(r)["line"] for r in fragment.read_text().splitlines()]
         assert lines == sorted(lines) and all(index * 10 <= n < index * 10 + 10 for n in lines)

@@ -55,8 +55,12 @@ def rejected_name(split: str) -> str:
     return f"{split}-rejected.jsonl"
 
 
+def _fragments_dir(output: str, split: str) -> str:
+    return FileSystems.join(output, f".{split}-rejected-parts")
+
+
 def rejected_fragment_path(output: str, split: str, index: int) -> str:
-    return FileSystems.join(journal_dir(output, split), f"rejected-{index:08d}.jsonl")
+    return FileSystems.join(_fragments_dir(output, split), f"{index:08d}.jsonl")
 
 
 def write_rejected_fragment(output: str, split: str, index: int, rejections) -> int:
@@ -159,10 +163,8 @@ def write_outputs(
 
 
 def remove_rejected_fragments(output: str, split: str) -> None:
-    pattern = FileSystems.join(journal_dir(output, split), "rejected-*.jsonl")
-    found = FileSystems.match([pattern])[0].metadata_list
-    if found:
-        FileSystems.delete([m.path for m in found])
+    """Once the report is in place (or before a run replaces an output)."""
+    remove_tree(_fragments_dir(output, split))
 
 
 def remove_stale_files(output: str, split: str, keep: Iterable[str]) -> list[str]:
