@@ -29,11 +29,10 @@ def _configure_logging(verbose: bool) -> None:
     if verbose:
         logging.getLogger("apache_beam").setLevel(logging.INFO)
     else:
-        # Local worker processes relay harmless start-up warnings through this logger
-        # ("No semi_persistent_directory found"); real failures still raise in the driver.
-        logging.getLogger("apache_beam.runners.portability.local_job_service").setLevel(
-            logging.ERROR
-        )
+        # Beam's own logs are for -v: a failed job is reported by the driver in one message
+        # (pipeline/job_failure.py), and a lost local worker makes Beam log a traceback from
+        # each of its gRPC threads.
+        logging.getLogger("apache_beam").setLevel(logging.CRITICAL)
 
 
 def _convert(argv: list[str]) -> int:
@@ -54,6 +53,11 @@ def _convert(argv: list[str]) -> int:
     except ValueError as e:
         print(f"imgshard convert: error: {e}", file=sys.stderr)
         return 2
+    if result.plan is not None:
+        from imgshard.pipeline.plan import format_plan
+
+        print(format_plan(result.plan, result.seconds))
+        return 0
     if result.job is not None:
         print(
             f"imgshard convert: dry run: the job graph and options were validated in "

@@ -17,7 +17,9 @@ import argparse
 import importlib.metadata
 import itertools
 import logging
+import tempfile
 import time
+import uuid
 from dataclasses import dataclass
 
 import apache_beam as beam
@@ -25,6 +27,7 @@ from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import (
     DirectOptions,
+    GoogleCloudOptions,
     PipelineOptions,
     StandardOptions,
     TestOptions,
@@ -34,10 +37,12 @@ from imgshard.pipeline.errors import ConversionError
 from imgshard.pipeline.existing_output import prepare_output, run_identity
 from imgshard.pipeline.graph import build_graph
 from imgshard.pipeline.input_sample import check_input_sample
+from imgshard.pipeline.job_failure import WorkerDeaths, explain_failure, stopping_message
 from imgshard.pipeline.options import ConvertConfig, add_convert_arguments, config_from_args
+from imgshard.pipeline.plan import build_plan_graph, load_plan
 from imgshard.pipeline.progress import ShardProgress
 from imgshard.pipeline.unknown_flags import add_unknown_flags_argument, check_unknown_flags
-from imgshard.transforms import metadata
+from imgshard.transforms import journal, metadata
 from imgshard.transforms.index import class_folder_pattern
 from imgshard.transforms.shard_writer import METRICS_NAMESPACE
 
@@ -55,6 +60,7 @@ class ConvertResult:
     seconds: wall time of the run.
     counters: Beam counters of the imgshard namespace, where the runner reports them.
     job: the runner's job description, for a Dataflow dry run (`--dry_run=True`).
+    plan: what the shards would hold, for `--plan` (pipeline/plan.py); nothing was written.
     """
 
     output: str
@@ -62,6 +68,7 @@ class ConvertResult:
     seconds: float
     counters: dict[str, int]
     job: object = None
+    plan: dict | None = None
 
 
 def version() -> str:
@@ -178,6 +185,21 @@ def _check_paths_reach_workers(config: ConvertConfig, options: PipelineOptions) 
     _LOG.warning("%s; fine for workers on this machine, otherwise use gs://", message)
 
 
+def _check_analyze_runs_here(config: ConvertConfig, options: PipelineOptions) -> None:
+    """--analyze runs tf.Transform on the workers; only workers of this machine's environment
+    have TensorFlow (the sdist and deploy/Dockerfile ship the conversion's dependencies only).
+    Refused before anything is written, not after every shard."""
+    runner = _runner_name(options)
+    loopback = options.get_all_options().get("environment_type") == "LOOPBACK"
+    if config.analyze and runner not in _LOCAL_RUNNERS and not loopback:
+        raise ConversionError(
+            f"--analyze needs TensorFlow and tf.Transform on the workers, and the {runner} "
+            "workers do not have them (the worker image and sdist ship the conversion's "
+            "dependencies only). Convert there without --analyze, or run --analyze locally "
+            "(no --runner)"
+        )
+
+
 def _preflight(config: ConvertConfig) -> list[str] | None:
     if config.input_kind == "folder":  # on GCS a folder is a prefix, not an object
         if (config.output + "/").startswith(config.input.rstrip("/") + "/"):
@@ -232,17 +254,76 @@ def _check_result(meta: dict, config: ConvertConfig) -> None:
         )
 
 
+def _raise_explained(
+    failed: Exception, argv: list[str], config: ConvertConfig, fingerprint: str, exits: list[int]
+) -> None:
+    """Raises one clear ConversionError for a failure we understand (pipeline/job_failure.py);
+    returns for any other, which then surfaces as the runner reported it."""
+    try:
+        names = journal.journaled_shards(config.output, config.split, fingerprint)
+    except Exception:  # the store is unreachable too: the message counts none
+        names = []
+    total = int(names[0].rsplit("-of-", 1)[1].split(".")[0]) if names else None
+    message = explain_failure(failed, argv, exits, (len(names), total))
+    if message is None:
+        return
+    _LOG.debug("the runner reported:", exc_info=failed)
+    raise ConversionError(message) from None
+
+
+def _run_plan(
+    config: ConvertConfig, options: PipelineOptions, given_labels: list[str] | None
+) -> ConvertResult:
+    """The index stages only (pipeline/plan.py); the plan comes back through a temporary file,
+    local or under --temp_location for workers elsewhere."""
+    local = _runner_name(options) in _LOCAL_RUNNERS
+    if local:
+        folder = tempfile.mkdtemp(prefix="imgshard-plan-")
+    else:
+        folder = options.view_as(GoogleCloudOptions).temp_location
+        if not folder:
+            raise ConversionError("--plan on a remote runner needs --temp_location")
+    plan_path = FileSystems.join(folder, f"plan-{uuid.uuid4().hex}.json")
+    started = time.time()
+    pipeline = beam.Pipeline(options=options)
+    build_plan_graph(pipeline, config, given_labels, plan_path)
+    try:
+        result = pipeline.run()
+        result.wait_until_finish()
+        plan = load_plan(plan_path)
+    except Exception as failed:
+        message = stopping_message(failed)
+        if message is None:
+            raise
+        raise ConversionError(message) from None
+    finally:
+        if local:
+            metadata.remove_tree(folder)
+        else:
+            metadata.remove_files([plan_path])
+    return ConvertResult(config.output, {}, time.time() - started, _counters(result), plan=plan)
+
+
 def run(argv: list[str] | None = None) -> ConvertResult:
     """Runs the conversion; raises ConversionError (or ValueError for bad flags)."""
     # No abbreviations: `--se 4` must not quietly become `--seed 4` (check_unknown_flags).
     parser = argparse.ArgumentParser(prog="imgshard convert", allow_abbrev=False)
     add_convert_arguments(parser)
     add_unknown_flags_argument(parser)
+    parser.add_argument(
+        "--plan",
+        action="store_true",
+        help="print what the shards would hold (records per shard and class, rejections "
+        "before reading) without reading an image or writing anything",
+    )
     args, beam_args = parser.parse_known_args(argv)
     check_unknown_flags(beam_args, parser, allow=args.allow_unknown_flags)
     config = config_from_args(args)
     options = pipeline_options(beam_args, _count_inputs(config, PROCESSES_FROM_INPUTS))
     _check_paths_reach_workers(config, options)
+    if args.plan:
+        return _run_plan(config, options, _preflight(config))
+    _check_analyze_runs_here(config, options)
     given_labels = _preflight(config)
     check_input_sample(config, given_labels)
     dry_run = options.view_as(TestOptions).dry_run
@@ -275,9 +356,20 @@ def run(argv: list[str] | None = None) -> ConvertResult:
     poll_seconds = (
         2.0 if _runner_name(options) in _LOCAL_RUNNERS else 30.0
     )  # listing gs:// costs requests
-    with ShardProgress(config.output, config.split, interval=poll_seconds):
-        result = pipeline.run()
-        result.wait_until_finish()
+    deaths = WorkerDeaths(show=_LOG.isEnabledFor(logging.DEBUG))
+    progress = ShardProgress(
+        config.output,
+        config.split,
+        interval=poll_seconds,
+        resumed_fingerprint=fingerprint if config.resume else "",
+    )
+    with progress, deaths:
+        try:
+            result = pipeline.run()
+            result.wait_until_finish()
+        except Exception as failed:
+            _raise_explained(failed, argv or [], config, fingerprint, deaths.return_codes)
+            raise
     seconds = time.time() - started
     meta = metadata.load_metadata(config.output)
     outcome = ConvertResult(config.output, meta, seconds, _counters(result))

@@ -124,5 +124,6 @@ def prepare_output(config: ConvertConfig, identity: dict) -> str:
         _refuse_another_split(config)
         metadata.remove_files([FileSystems.join(config.output, metadata.DATASET_JSON)])
         metadata.remove_tree(journal.journal_dir(config.output, config.split))
+        metadata.remove_rejected_fragments(config.output, config.split)
     journal.write_run(config.output, config.split, identity)
     return fingerprint

@@ -14,6 +14,8 @@ Finalize         dataset.json, labels.txt, {split}-rejected.jsonl
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.pvalue import AsDict, AsList, AsSingleton, TaggedOutput
@@ -35,7 +37,7 @@ from imgshard.transforms.sharding import (
     shard_key,
 )
 
-__all__ = ["build_graph"]
+__all__ = ["Indexed", "build_graph", "index_and_assign"]
 
 REJECTED = "rejected"
 _TFT_TEMP = ".tft-tmp"
@@ -110,14 +112,20 @@ def _drop_duplicate_paths(path_and_entries, vocabulary: Vocabulary):
 
 
 class Finalize(beam.DoFn):
-    """Writes dataset.json, labels.txt and the rejected report once every shard exists."""
+    """Writes dataset.json, labels.txt and the rejected report once every shard exists.
+
+    It gets the rejections as counts by reason and as the report fragments the workers wrote
+    (WriteRejectedFragments), so its memory does not grow with them.
+    """
 
     def __init__(self, config: ConvertConfig, version: str, input_sha256: str | None):
         self._config = config
         self._version = version
         self._input_sha256 = input_sha256
 
-    def process(self, _, num_shards, shards, rejections, source, vocabulary, analyzed=()):
+    def process(
+        self, _, num_shards, shards, rejected_counts, fragments, source, vocabulary, analyzed=()
+    ):
         if self._input_sha256 and source.sha256 != self._input_sha256:
             raise RuntimeError(
                 f"{source.uri} changed while it was converted (SHA-256 {self._input_sha256} "
@@ -127,7 +135,7 @@ class Finalize(beam.DoFn):
             split=self._config.split,
             num_shards=num_shards,
             shards=shards,
-            rejections=rejections,
+            rejected_by_reason=dict(rejected_counts),
             source=source,
             vocabulary=vocabulary,
             settings=self._config.to_json_dict(),
@@ -136,28 +144,30 @@ class Finalize(beam.DoFn):
         if self._config.analyze:
             meta["transform_fn"] = TRANSFORM_DIR
             metadata.remove_tree(FileSystems.join(self._config.output, _TFT_TEMP))
-        metadata.write_outputs(self._config.output, meta, rejections, vocabulary)
+        metadata.write_outputs(self._config.output, meta, (), vocabulary, fragments)
         crash_point("finalize_after_dataset_json")
         metadata.remove_stale_files(
             self._config.output, self._config.split, metadata.output_files(meta)
         )
+        metadata.remove_rejected_fragments(self._config.output, self._config.split)
         yield meta
 
 
-def build_graph(
-    p: beam.Pipeline,
-    config: ConvertConfig,
-    given_labels: list[str] | None,
-    version: str,
-    fingerprint: str = "",
-    input_sha256: str | None = None,
-) -> None:
-    """Adds the conversion to `p`.
+class Indexed(NamedTuple):
+    """The index stages' outputs, shared by the conversion and its plan (pipeline/plan.py)."""
 
-    Args:
-      fingerprint: the run's identity; shards are journaled under it (transforms/journal.py).
-      input_sha256: the input's hash when the run started; finalize refuses a changed input.
-    """
+    source: object  # AsSingleton(SourceInfo)
+    vocabulary: beam.PCollection  # one Vocabulary
+    num_shards: beam.PCollection  # one int
+    keyed: beam.PCollection  # (shard, (key, line, path, label_id)), duplicates dropped for
+    # --shuffle none (with global keys they meet in one shard, whose writer drops them)
+    rejected: list  # PCollections of Rejection
+
+
+def index_and_assign(
+    p: beam.Pipeline, config: ConvertConfig, given_labels: list[str] | None
+) -> Indexed:
+    """ReadIndex, BuildVocabulary, ChooseShardCount, AssignShard (see the module docstring)."""
     index = (
         p
         | "Input" >> beam.Create([config.input])
@@ -174,7 +184,8 @@ def build_graph(
         entries
         | "Labels" >> beam.Map(lambda e: e.label)
         | "DistinctLabels" >> beam.CombineGlobally(DistinctLabels())
-        | "BuildVocabulary" >> beam.Map(build_vocabulary, label_kind, given_labels)
+        | "BuildVocabulary"
+        >> beam.Map(build_vocabulary, label_kind, given_labels, config.max_int_labels)
     )
     record_bytes = estimated_record_bytes(
         config.image.resize.mode, config.image.resize.width, config.image.resize.height
@@ -209,6 +220,28 @@ def build_graph(
         )
         keyed = deduped.kept
         rejected.append(deduped[REJECTED])
+    return Indexed(source, vocabulary, num_shards, keyed, rejected)
+
+
+def build_graph(
+    p: beam.Pipeline,
+    config: ConvertConfig,
+    given_labels: list[str] | None,
+    version: str,
+    fingerprint: str = "",
+    input_sha256: str | None = None,
+) -> None:
+    """Adds the conversion to `p`.
+
+    Args:
+      fingerprint: the run's identity; shards are journaled under it (transforms/journal.py).
+      input_sha256: the input's hash when the run started; finalize refuses a changed input.
+    """
+    indexed = index_and_assign(p, config, given_labels)
+    source, vocabulary, num_shards = indexed.source, indexed.vocabulary, indexed.num_shards
+    rejected = list(indexed.rejected)
+
+    keyed = indexed.keyed  # (shard, (key, line, path, label_id))
 
     boxes = {}
     if config.boxes:  # file name without extension -> its boxes, beside every shard writer
@@ -253,6 +286,22 @@ def build_graph(
     )
     rejected.append(written[WriteShard.REJECTED])
     all_rejected = rejected | "CollectRejected" >> beam.Flatten()
+    rejected_counts = (
+        all_rejected
+        | "RejectedReasons" >> beam.Map(lambda r: r.reason)
+        | "CountRejectedReasons" >> beam.combiners.Count.PerElement()
+    )
+    fragments = (
+        all_rejected
+        | "KeyRejectedByLines" >> beam.Map(lambda r: (r.line // metadata.FRAGMENT_LINES, r))
+        | "GroupRejected" >> beam.GroupByKey()
+        | "WriteRejectedFragments"
+        >> beam.MapTuple(
+            lambda index, group: metadata.write_rejected_fragment(
+                config.output, config.split, index, group
+            )
+        )
+    )
 
     analyzed = {}
     if config.analyze:
@@ -279,7 +328,8 @@ def build_graph(
             Finalize(config, version, input_sha256),
             num_shards=AsSingleton(num_shards),
             shards=AsList(written.shards),
-            rejections=AsList(all_rejected),
+            rejected_counts=AsList(rejected_counts),
+            fragments=AsList(fragments),
             source=source,
             vocabulary=AsSingleton(vocabulary),
             **analyzed,

@@ -37,6 +37,8 @@ class ConvertConfig:
       label_kind: "auto", "int" (labels are ids) or "name" (labels are class names).
       labels_file: optional class-name vocabulary, one per line in id order.
       label_offset: added to the 0-based ids written to the records (1 for TF-slim/TPU).
+      max_int_labels: the largest integer-label vocabulary accepted (0: 10x the distinct
+        labels, at least 1000); guards against one stray label such as 20190101.
       path_column, label_column: CSV column names (default: detected from the header).
       max_reject_fraction: fail the run (after writing everything) above this share of rejects.
       overwrite: replace an existing output of this split.
@@ -64,6 +66,7 @@ class ConvertConfig:
     label_kind: str = "auto"
     labels_file: str | None = None
     label_offset: int = 0
+    max_int_labels: int = 0
     path_column: str | None = None
     label_column: str | None = None
     max_reject_fraction: float = 0.001
@@ -100,6 +103,8 @@ class ConvertConfig:
             raise ValueError(
                 f"--max-reject-fraction must be within 0..1, got {self.max_reject_fraction}"
             )
+        if self.max_int_labels < 0:
+            raise ValueError(f"--max-int-labels must be >= 0 (0: auto), got {self.max_int_labels}")
         if self.label_offset < 0:
             raise ValueError(f"--label-offset must be >= 0, got {self.label_offset}")
         if self.analyze_image_size < 1:
@@ -131,6 +136,7 @@ class ConvertConfig:
         settings = asdict(self)
         for run_only in ("output", "overwrite", "resume", "max_reject_fraction"):
             del settings[run_only]
+        del settings["max_int_labels"]  # decides whether the run goes ahead, not its bytes
         settings["image"] = {**settings["image"], "resize": str(self.image.resize)}
         return settings
 
@@ -240,6 +246,13 @@ def add_convert_arguments(parser: argparse.ArgumentParser) -> None:
         default=0,
         help="added to written label ids (1 for the TF-slim/TPU convention)",
     )
+    parser.add_argument(
+        "--max-int-labels",
+        type=int,
+        default=0,
+        help="largest integer-label vocabulary accepted (default 0: 10x the distinct labels, "
+        "at least 1000)",
+    )
     parser.add_argument("--path-column", default=None, help="CSV column holding the path")
     parser.add_argument("--label-column", default=None, help="CSV column holding the label")
     parser.add_argument(
@@ -316,6 +329,7 @@ def config_from_args(args: argparse.Namespace) -> ConvertConfig:
         label_kind=args.label_kind,
         labels_file=args.labels_file,
         label_offset=args.label_offset,
+        max_int_labels=args.max_int_labels,
         path_column=args.path_column,
         label_column=args.label_column,
         max_reject_fraction=args.max_reject_fraction,

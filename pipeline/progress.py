@@ -1,6 +1,8 @@
 """Progress of a running conversion, seen from the driver: shard files as they appear.
 
 Watching the output (local or gs://) works the same on every runner, unlike worker logs.
+With --resume, the shards an earlier run journaled (and that are still in place with their
+journaled size) count as done from the start; the rate and time left come from this run's.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import threading
 import time
 
 from apache_beam.io.filesystems import FileSystems
+
+from imgshard.transforms import journal
 
 __all__ = ["ShardProgress"]
 
@@ -26,7 +30,14 @@ def _format_duration(seconds: float) -> str:
 class ShardProgress:
     """Logs 'shards k/N written, bytes and rate, elapsed, ~time left' while the job runs."""
 
-    def __init__(self, output: str, split: str, interval: float = 2.0):
+    def __init__(
+        self, output: str, split: str, interval: float = 2.0, resumed_fingerprint: str = ""
+    ):
+        """`resumed_fingerprint`: with --resume, the run's fingerprint (its journal's key)."""
+        self._output, self._split = output, split
+        self._resumed_fingerprint = resumed_fingerprint
+        self._kept: dict[str, int] = {}  # name -> journaled size, of the earlier run's shards
+        # both shard formats; _NAME leaves the index files out
         self._pattern = FileSystems.join(output, f"{split}-*-of-*")
         self._interval = interval
         self._stop = threading.Event()
@@ -43,37 +54,52 @@ class ShardProgress:
         self._stop.set()
         self._thread.join(timeout=5)
 
-    def _count(self) -> tuple[int, int, int]:
-        """(shards written by this run, shard count, their bytes)."""
+    def _count(self) -> tuple[int, int, int, int]:
+        """(shards written by this run, shards kept from an earlier run, shard count, bytes
+        written by this run)."""
         try:
             found = FileSystems.match([self._pattern])[0].metadata_list
         except Exception:  # the folder may not exist yet
-            return 0, 0, 0
-        done, total, size = 0, 0, 0
+            return 0, 0, 0, 0
+        written, kept, total, size = 0, 0, 0, 0
         for m in found:
             match = _NAME.search(m.path)
+            if not match:
+                continue
+            name = m.path.rsplit("/", 1)[-1]
             # shards left by an earlier run (--overwrite) predate this one
-            if match and m.last_updated_in_seconds >= self._started - 1:
-                done += 1
-                total = int(match.group(2))
+            if m.last_updated_in_seconds >= self._started - 1:
+                written += 1
                 size += m.size_in_bytes
-        return done, total, size
+            elif self._kept.get(name) == m.size_in_bytes:
+                kept += 1
+            else:
+                continue
+            total = int(match.group(2))
+        return written, kept, total, size
 
     def _watch(self) -> None:
+        if self._resumed_fingerprint:
+            results = journal.journaled_results(
+                self._output, self._split, self._resumed_fingerprint
+            )
+            self._kept = {name: result.bytes for name, result in results.items()}
         while not self._stop.wait(self._interval):
-            done, total, size = self._count()
+            written, kept, total, size = self._count()
+            done = written + kept
             if done == self._last_count or not total:
                 continue
             self._last_count = done
             elapsed = time.time() - self._started
-            left = elapsed / done * (total - done)
+            left = elapsed / written * (total - done) if written else None
             _LOG.info(
-                "shards %d/%d written (%d%%), %.1f MB at %.1f MB/s, elapsed %s, about %s left",
+                "shards %d/%d written (%d%%%s), %.1f MB at %.1f MB/s, elapsed %s, %s",
                 done,
                 total,
                 100 * done // total,
+                f", {kept} kept by --resume" if kept else "",
                 size / 1e6,
                 size / 1e6 / max(elapsed, 1e-3),
                 _format_duration(elapsed),
-                _format_duration(left),
+                f"about {_format_duration(left)} left" if left is not None else "time left: -",
             )

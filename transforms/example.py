@@ -137,7 +137,17 @@ class ExampleDecodeError(ValueError):
     """The bytes are not a well-formed `tf.train.Example`."""
 
 
-def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+# The decoder reads shards written by any tool, so it trusts nothing: every field's wire type
+# is checked against the schema, every length against the bytes that remain, and values are
+# views of the record until they are returned, so memory stays a small multiple of the record.
+_VARINT, _FIXED64, _FIXED32 = 0, 1, 5
+# A feature's values become Python objects (~32 bytes each): bounded, so a record of packed
+# one-byte varints cannot turn 100 MB into 3 GB. Real Examples hold far fewer (an image as
+# floats: 224 x 224 x 3 = 150,528).
+MAX_VALUES = 1 << 22
+
+
+def _read_varint(data, pos: int) -> tuple[int, int]:
     result = shift = 0
     while True:
         if pos >= len(data):
@@ -152,73 +162,105 @@ def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
             raise ExampleDecodeError("varint longer than 10 bytes")
 
 
-def _fields(data: bytes):
-    """(field number, wire type, value) of a message; length-delimited values as bytes."""
+def _fields(data):
+    """(field number, wire type, value) of a message: varints as ints, everything else as
+    memoryview slices of `data`, each checked to lie within it."""
+    data = memoryview(data)
     pos = 0
     while pos < len(data):
         tag, pos = _read_varint(data, pos)
         number, wire = tag >> 3, tag & 7
-        if wire == 0:
+        if number == 0:
+            raise ExampleDecodeError("field number 0")
+        if wire == _VARINT:
             value, pos = _read_varint(data, pos)
-        elif wire == _LEN:
+            yield number, wire, value
+            continue
+        if wire == _LEN:
             length, pos = _read_varint(data, pos)
-            if pos + length > len(data):
-                raise ExampleDecodeError("length-delimited field runs past the end")
-            value, pos = data[pos : pos + length], pos + length
-        elif wire == 5:
-            value, pos = data[pos : pos + 4], pos + 4
-        elif wire == 1:
-            value, pos = data[pos : pos + 8], pos + 8
+        elif wire in (_FIXED32, _FIXED64):
+            length = 4 if wire == _FIXED32 else 8
         else:
-            raise ExampleDecodeError(f"unsupported wire type {wire}")
-        if pos > len(data):
-            raise ExampleDecodeError("field runs past the end")
-        yield number, wire, value
+            raise ExampleDecodeError(f"unsupported wire type {wire} (field {number})")
+        if length > len(data) - pos:
+            raise ExampleDecodeError(
+                f"field {number} needs {length:,} bytes, {len(data) - pos:,} remain"
+            )
+        yield number, wire, data[pos : pos + length]
+        pos += length
+
+
+def _expect(wire: int, allowed: tuple[int, ...], what: str) -> None:
+    if wire not in allowed:
+        raise ExampleDecodeError(
+            f"{what} has wire type {wire}, expected {' or '.join(map(str, allowed))}"
+        )
 
 
 def _signed64(value: int) -> int:
     return value - (1 << 64) if value >= 1 << 63 else value
 
 
-def _decode_feature(data: bytes) -> list:
+def _decode_feature(data) -> list:
     values: list = []
-    for kind, _, payload in _fields(data):
-        for number, wire, item in _fields(payload):
+    for kind, wire, payload in _fields(data):
+        if kind not in (1, 2, 3):
+            continue  # an unknown field: skipped, as protobuf does
+        _expect(wire, (_LEN,), "a Feature's list")
+        for number, item_wire, item in _fields(payload):
             if number != 1:
                 continue
             if kind == 1:  # BytesList
+                _expect(item_wire, (_LEN,), "a bytes value")
                 values.append(bytes(item))
             elif kind == 3:  # Int64List, packed or not
-                if wire == _LEN:
+                _expect(item_wire, (_LEN, _VARINT), "an int64 value")
+                if item_wire == _LEN:
                     pos = 0
                     while pos < len(item):
                         raw, pos = _read_varint(item, pos)
                         values.append(_signed64(raw))
+                        _check_count(values)
                 else:
                     values.append(_signed64(item))
-            elif kind == 2:  # FloatList, packed or not
+            else:  # FloatList, packed or not
+                _expect(item_wire, (_LEN, _FIXED32), "a float value")
+                if len(item) % 4:
+                    raise ExampleDecodeError(f"packed floats of {len(item)} bytes")
+                _check_count(values, len(item) // 4)
                 values.extend(struct.unpack(f"<{len(item) // 4}f", item))
+            _check_count(values)
     return values
+
+
+def _check_count(values: list, adding: int = 0) -> None:
+    if len(values) + adding > MAX_VALUES:
+        raise ExampleDecodeError(f"a feature holds more than {MAX_VALUES:,} values")
 
 
 def decode_example(data: bytes) -> dict[str, list]:
     """Parses a serialized `tf.train.Example` into {feature name: list of values}.
 
     The inverse of `encode_example`, for any Example (foreign ones with float features or
-    unsorted keys included). Raises ExampleDecodeError on malformed bytes.
+    unsorted keys included). Raises ExampleDecodeError on malformed bytes: a wire type the
+    schema does not allow, a length past the end, a truncated varint, too many values.
     """
     features: dict[str, list] = {}
     for number, wire, features_msg in _fields(data):
-        if number != 1 or wire != _LEN:
+        if number != 1:
             continue
+        _expect(wire, (_LEN,), "Example.features")
         for entry_number, entry_wire, entry in _fields(features_msg):
-            if entry_number != 1 or entry_wire != _LEN:
+            if entry_number != 1:
                 continue
+            _expect(entry_wire, (_LEN,), "a feature map entry")
             key, value = None, b""
-            for field_number, _, item in _fields(entry):
+            for field_number, field_wire, item in _fields(entry):
                 if field_number == 1:
+                    _expect(field_wire, (_LEN,), "a feature name")
                     key = bytes(item).decode("utf-8", errors="replace")
                 elif field_number == 2:
+                    _expect(field_wire, (_LEN,), "a feature value")
                     value = item
             if key is None:
                 raise ExampleDecodeError("a feature map entry has no key")

@@ -26,6 +26,8 @@ __all__ = [
     "describe_differences",
     "file_matches",
     "journal_dir",
+    "journaled_results",
+    "journaled_shards",
     "load_run",
     "load_shard_entry",
     "run_fingerprint",
@@ -106,6 +108,27 @@ def load_shard_entry(
     fields["label_counts"] = {int(k): v for k, v in fields["label_counts"].items()}
     rejections = [Rejection(**r) for r in entry["rejections"]]
     return ShardResult(**fields), rejections
+
+
+def journaled_results(output: str, split: str, fingerprint: str) -> dict[str, ShardResult]:
+    """The journaled result of every shard this run has completed (kept or written), by name."""
+    pattern = FileSystems.join(journal_dir(output, split), f"{split}-*-of-*.json")
+    try:
+        found = FileSystems.match([pattern])[0].metadata_list
+    except Exception:  # no journal yet
+        return {}
+    results = {}
+    for m in found:
+        name = m.path.rsplit("/", 1)[-1].removesuffix(".json")
+        entry = load_shard_entry(output, split, fingerprint, name)
+        if entry is not None:
+            results[name] = entry[0]
+    return results
+
+
+def journaled_shards(output: str, split: str, fingerprint: str) -> list[str]:
+    """Names of the shards this run has journaled as complete (kept or written)."""
+    return sorted(journaled_results(output, split, fingerprint))
 
 
 def file_matches(path: str, size: int, sha256: str) -> bool:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import collections
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from apache_beam.io.filesystems import FileSystems
 
@@ -26,14 +26,19 @@ __all__ = [
     "output_files",
     "rejected_name",
     "remove_files",
+    "remove_rejected_fragments",
     "remove_stale_files",
     "remove_tree",
     "write_outputs",
+    "write_rejected_fragment",
 ]
 
 DATASET_JSON = "dataset.json"
 LABELS_TXT = "labels.txt"
 FORMAT_VERSION = 1
+# The rejected report is written by workers in fragments of this many list lines, each
+# sorted; Finalize concatenates them in order, so it never holds the rejections in memory.
+FRAGMENT_LINES = 100_000
 
 RECORD_SCHEMA = {
     "image/encoded": "bytes",
@@ -67,12 +72,31 @@ def rejected_name(split: str) -> str:
     return f"{split}-rejected.jsonl"
 
 
+def _fragments_dir(output: str, split: str) -> str:
+    return FileSystems.join(output, f".{split}-rejected-parts")
+
+
+def rejected_fragment_path(output: str, split: str, index: int) -> str:
+    return FileSystems.join(_fragments_dir(output, split), f"{index:08d}.jsonl")
+
+
+def write_rejected_fragment(output: str, split: str, index: int, rejections) -> int:
+    """Writes the rejections of list lines [index x FRAGMENT_LINES, +FRAGMENT_LINES), in
+    report order; returns `index`."""
+    with atomic_output(rejected_fragment_path(output, split, index)) as f:
+        for rejection in sorted(rejections):
+            f.write(json.dumps(rejection.to_json_dict(), ensure_ascii=False).encode("utf-8"))
+            f.write(b"\n")
+    return index
+
+
 def build_metadata(
     *,
     split: str,
     num_shards: int,
     shards: Iterable[ShardResult],
-    rejections: Iterable[Rejection],
+    rejections: Iterable[Rejection] = (),
+    rejected_by_reason: Mapping[str, int] | None = None,
     source: SourceInfo,
     vocabulary: Vocabulary,
     settings: dict,
@@ -87,7 +111,9 @@ def build_metadata(
     for shard in shards:
         for label, count in shard.label_counts.items():
             label_counts[label] += count
-    by_reason = collections.Counter(r.reason for r in rejections)
+    by_reason = collections.Counter(
+        rejected_by_reason if rejected_by_reason is not None else (r.reason for r in rejections)
+    )
     records = sum(s.records for s in shards)
     return {
         "format_version": FORMAT_VERSION,
@@ -120,19 +146,40 @@ def build_metadata(
 
 
 def write_outputs(
-    output: str, metadata: dict, rejections: Iterable[Rejection], vocabulary: Vocabulary
+    output: str,
+    metadata: dict,
+    rejections: Iterable[Rejection],
+    vocabulary: Vocabulary,
+    fragments: Iterable[int] | None = None,
 ) -> None:
-    """labels.txt, the rejected report (in list order) and, last, dataset.json."""
+    """labels.txt, the rejected report (in list order) and, last, dataset.json.
+
+    Args:
+      fragments: when given, the report is these fragments (write_rejected_fragment) joined
+        in order, and `rejections` is not used.
+    """
     with atomic_output(FileSystems.join(output, LABELS_TXT)) as f:
         f.write("".join(f"{name}\n" for name in vocabulary.names).encode("utf-8"))
     with atomic_output(FileSystems.join(output, metadata["rejected"]["file"])) as f:
-        for rejection in sorted(rejections):
-            f.write(json.dumps(rejection.to_json_dict(), ensure_ascii=False).encode("utf-8"))
-            f.write(b"\n")
+        if fragments is None:
+            for rejection in sorted(rejections):
+                f.write(json.dumps(rejection.to_json_dict(), ensure_ascii=False).encode("utf-8"))
+                f.write(b"\n")
+        else:
+            for index in sorted(fragments):
+                path = rejected_fragment_path(output, metadata["split"], index)
+                with FileSystems.open(path) as fragment:
+                    while chunk := fragment.read(8 << 20):
+                        f.write(chunk)
     crash_point("finalize_before_dataset_json")
     # dataset.json goes last: its presence means the output is complete.
     with atomic_output(FileSystems.join(output, DATASET_JSON)) as f:
         f.write(json.dumps(metadata, indent=1, ensure_ascii=False).encode("utf-8") + b"\n")
+
+
+def remove_rejected_fragments(output: str, split: str) -> None:
+    """Once the report is in place (or before a run replaces an output)."""
+    remove_tree(_fragments_dir(output, split))
 
 
 def remove_stale_files(output: str, split: str, keep: Iterable[str]) -> list[str]:

@@ -2,6 +2,12 @@
 
 Only what the list may name is read: paths inside --image-root (unless the user opts out),
 regular files (no FIFO, device or folder), at most MAX_FILE_BYTES.
+
+A failed read is judged by what it says about the input (transforms/read_faults.py): a
+missing file is rejected; a denied or misconfigured read stops the job (ReadFatal); anything
+else may pass (throttling, 5xx, timeouts, resets) and is retried here with backoff, then
+raised (ReadUnavailable) so the runner retries the bundle. Only the input itself can become
+a rejection, never the state of the store at the moment it was read.
 """
 
 from __future__ import annotations
@@ -10,18 +16,23 @@ import collections
 import concurrent.futures
 import functools
 import os
+import random
 import stat
+import time
 from collections.abc import Iterable, Iterator
 
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from imgshard.transforms import records
+from imgshard.transforms import read_faults, records
 from imgshard.transforms.index import canonical_path, resolve_image_path
+from imgshard.transforms.read_faults import ReadFatal, ReadUnavailable
 
 __all__ = [
     "MAX_FILE_BYTES",
     "ReadFailed",
+    "ReadFatal",
+    "ReadUnavailable",
     "is_inside_root",
     "read_ahead",
     "read_bytes",
@@ -36,6 +47,9 @@ READ_WINDOW = 16
 # device listed by mistake) is refused before it fills the worker's memory.
 MAX_FILE_BYTES = 256 << 20
 _READ_CHUNK = 4 << 20
+# Waits before the 2nd, 3rd ... attempt of a read that may pass (each with up to 50% jitter,
+# so throttled workers do not retry in step); GCS's client retries inside each attempt too.
+RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)
 
 
 class ReadFailed(Exception):
@@ -63,12 +77,7 @@ def _real_folder(folder: str) -> str:
 
 def _check_regular_file(path: str, limit: int) -> None:
     """A local FIFO would block the reader forever and /dev/zero never ends: files only."""
-    try:
-        found = os.stat(path)
-    except FileNotFoundError:
-        raise ReadFailed(records.MISSING_FILE, "no such file") from None
-    except OSError as e:
-        raise ReadFailed(records.READ_ERROR, f"{type(e).__name__}: {e}") from None
+    found = os.stat(path)  # its errors are judged like those of the read
     if stat.S_ISDIR(found.st_mode):
         raise ReadFailed(records.READ_ERROR, "is a directory, not a file")
     if not stat.S_ISREG(found.st_mode):
@@ -106,23 +115,40 @@ def read_image(image_root: str, path: str, allow_outside_root: bool = False) -> 
 
 
 def read_bytes(path: str, limit: int = MAX_FILE_BYTES) -> bytes:
-    """The whole file, up to `limit` bytes; raises ReadFailed with a rejection reason."""
-    if "://" not in path:
-        _check_regular_file(path, limit)
-    try:
-        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
-            data = _read_at_most(f, limit + 1)
-    except FileNotFoundError:
-        raise ReadFailed(records.MISSING_FILE, "no such file") from None
-    except IsADirectoryError:
-        raise ReadFailed(records.READ_ERROR, "is a directory, not a file") from None
-    except Exception as e:  # GCS raises google.api_core's NotFound (HTTP 404)
-        if type(e).__name__ == "NotFound" or getattr(e, "code", None) == 404:
-            raise ReadFailed(records.MISSING_FILE, "no such object") from None
-        raise ReadFailed(records.READ_ERROR, f"{type(e).__name__}: {str(e)[:300]}") from None
+    """The whole file, up to `limit` bytes.
+
+    Raises:
+      ReadFailed: the input cannot become a record (missing, not a file, too large).
+      ReadFatal: no read can succeed as configured (permission, credentials).
+      ReadUnavailable: the store kept failing after RETRY_DELAYS.
+    """
+    for attempt, delay in enumerate((*RETRY_DELAYS, None), start=1):
+        try:
+            data = _read_once(path, limit)
+            break
+        except ReadFailed:
+            raise
+        except Exception as e:
+            kind = read_faults.failure_kind(e)
+            if kind == read_faults.MISSING:
+                raise ReadFailed(records.MISSING_FILE, "no such file or object") from None
+            if kind == read_faults.NOT_A_FILE:
+                raise ReadFailed(records.READ_ERROR, read_faults.describe(e)) from None
+            if kind == read_faults.FATAL:
+                raise ReadFatal(read_faults.fatal_message(path, e)) from e
+            if delay is None:
+                raise ReadUnavailable(read_faults.unavailable_message(path, attempt, e)) from e
+            time.sleep(delay * (1 + random.random() / 2))  # not seeded: never reaches output
     if len(data) > limit:  # grew since the check, or an object store: no stat() there
         raise _too_large(limit)
     return data
+
+
+def _read_once(path: str, limit: int) -> bytes:
+    if "://" not in path:
+        _check_regular_file(path, limit)
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        return _read_at_most(f, limit + 1)
 
 
 def read_ahead(
@@ -130,9 +156,11 @@ def read_ahead(
 ) -> Iterator[tuple[object, bytes | ReadFailed]]:
     """Yields (item, bytes or ReadFailed) in the order of `items`, reading ahead.
 
-    `read_item(item)` returns the bytes or raises ReadFailed.
+    `read_item(item)` returns the bytes or raises ReadFailed; any other exception stops the
+    iteration there, and the reads not yet started are dropped rather than waited for.
     """
-    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+    pool = concurrent.futures.ThreadPoolExecutor(threads)
+    try:
         pending: collections.deque = collections.deque()
 
         def read(item):
@@ -149,3 +177,5 @@ def read_ahead(
         while pending:
             head, future = pending.popleft()
             yield head, future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)

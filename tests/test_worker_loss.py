@@ -1,0 +1,98 @@
+"""A local worker process killed mid-run (what the OOM killer does): one clear message, and
+the command it prints finishes the run to the same bytes."""
+
+import os
+import shlex
+import signal
+import subprocess
+import time
+
+import psutil
+import pytest
+
+from helpers import IMGSHARD, all_files, convert, jpeg, write
+from imgshard.transforms.journal import journal_dir
+
+PROCESSES = ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]
+FLAGS = ["--num-shards", "16", "--resize", "shorter:64", "--resume"]
+
+
+@pytest.fixture(scope="module")
+def photo_list(tmp_path_factory):
+    """480 photo-like 400x300 JPEGs in 8 classes: a few seconds of work for two workers."""
+    root = tmp_path_factory.mktemp("worker-loss")
+    lines = []
+    for label in range(8):
+        data = jpeg(400, 300, seed=label)
+        for i in range(60):
+            relative = f"{label}/{label}_{i}.JPEG"
+            write(str(root / relative), data)
+            lines.append(f"{relative} {label}\n")
+    (root / "train.txt").write_text("".join(lines))
+    return root / "train.txt"
+
+
+def journaled(output) -> list[str]:
+    folder = journal_dir(str(output), "train")
+    return (
+        [n for n in os.listdir(folder) if n.startswith("train-")] if os.path.isdir(folder) else []
+    )
+
+
+def sdk_workers(pid: int) -> list[psutil.Process]:
+    """The Python processes running Beam's sdk_worker_main under `pid`."""
+    found = []
+    for child in psutil.Process(pid).children(recursive=True):
+        try:
+            command = child.cmdline()
+        except psutil.NoSuchProcess:
+            continue
+        if "sdk_worker_main" in " ".join(command) and "python" in os.path.basename(command[0]):
+            found.append(child)
+    return found
+
+
+@pytest.mark.slow
+def test_a_killed_worker_ends_in_one_message_and_its_resume_command_finishes(photo_list, tmp_path):
+    reference = tmp_path / "reference"
+    convert(photo_list, reference, *FLAGS)  # in one process: the bytes do not depend on it
+    out = tmp_path / "out"
+    argv = ["--input", str(photo_list), "--output", str(out), *FLAGS, *PROCESSES]
+    job = subprocess.Popen(
+        [IMGSHARD, "convert", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    while not journaled(out) and job.poll() is None:  # mid-run: the first shard is done
+        time.sleep(0.02)
+    workers = sdk_workers(job.pid)
+    assert workers, "no sdk_worker_main process found"
+    workers[0].send_signal(signal.SIGKILL)
+    _, stderr = job.communicate(timeout=300)
+
+    assert job.returncode == 1, stderr
+    done = len(journaled(out))
+    assert 1 <= done < 16
+    assert "Traceback" not in stderr, stderr
+    error = stderr[stderr.index("imgshard convert: error: ") :]
+    assert "a local worker process was killed by SIGKILL (likely out of memory" in error
+    assert f"{done} of 16 shards are complete and journaled" in error
+    command = error.splitlines()[1].strip()
+    given = [a for a in argv if a != "--resume"]
+    assert command == shlex.join(["imgshard", "convert", *given, "--resume"])
+
+    finished = subprocess.run(
+        [IMGSHARD, *shlex.split(command)[1:]], capture_output=True, text=True, timeout=300
+    )
+    assert finished.returncode == 0, finished.stderr
+    assert all_files(out) == all_files(reference)
+
+
+def test_the_resume_command_replaces_overwrite():
+    from imgshard.pipeline.job_failure import resume_command
+
+    assert resume_command(["--input", "a b.txt", "--output", "o", "--overwrite", "-x=1"]) == (
+        "imgshard convert --input 'a b.txt' --output o -x=1 --resume"
+    )
