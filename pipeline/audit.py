@@ -234,6 +234,7 @@ def _reader_labels(scan: ScanResult, reader: ReaderModel, seed: int, limit: int)
         shuffle_buffer=reader.shuffle_buffer,
         seed=seed,
         limit=limit,
+        global_seed=seed,  # imgshard-train seeds TensorFlow globally with its --seed too
     )
     return np.asarray(order, dtype=np.int64)
 

@@ -48,19 +48,33 @@ def tf_order(dataset, limit):
     return [int(x) for x in parsed.as_numpy_iterator()]
 
 
-def test_shuffle_equals_tf_data_shuffle():
+@pytest.fixture()
+def tf_global_seed():
+    """Sets TensorFlow's global seed for one test and clears it after (an earlier test in the
+    same process may have set one, which changes every seeded shuffle)."""
     import tensorflow as tf
 
+    yield tf.random.set_seed
+    tf.random.set_seed(None)
+
+
+@pytest.mark.parametrize("global_seed", [None, 0, 7])
+def test_shuffle_equals_tf_data_shuffle(tf_global_seed, global_seed):
+    import tensorflow as tf
+
+    tf_global_seed(global_seed)
     for n, buffer, seed in [(10, 4, 0), (100, 7, 1), (300, 300, 12345)]:
         expected = list(tf.data.Dataset.range(n).shuffle(buffer, seed=seed).as_numpy_iterator())
-        assert list(shuffled(range(n), buffer, seed)) == expected
+        assert list(shuffled(range(n), buffer, seed, global_seed)) == expected
 
 
 @pytest.mark.parametrize(
     ("cycle", "buffer", "seed", "limit"),
     [(3, 5, 0, 200), (4, 16, 2, 30), (16, 1, 1, 200), (2, 100, 5, 200), (4, 256, 0, 80)],
 )
-def test_reader_orders_equal_tf_data_on_the_same_seed(numbered_shards, cycle, buffer, seed, limit):
+def test_reader_orders_equal_tf_data_on_the_same_seed(
+    numbered_shards, tf_global_seed, cycle, buffer, seed, limit
+):
     from imgshard.trainer.input_pipeline import (
         ReaderSettings,
         record_dataset,
@@ -68,14 +82,12 @@ def test_reader_orders_equal_tf_data_on_the_same_seed(numbered_shards, cycle, bu
     )
 
     paths, labels = numbered_shards
+    tf_global_seed(seed)  # as imgshard-train does (keras.utils.set_random_seed)
     settings = ReaderSettings(cycle, buffer, seed=seed, deterministic=True)
-    trainer = reader_order(
-        labels, interleave=True, cycle_length=cycle, shuffle_buffer=buffer, seed=seed, limit=limit
-    )
+    common = {"shuffle_buffer": buffer, "seed": seed, "limit": limit, "global_seed": seed}
+    trainer = reader_order(labels, interleave=True, cycle_length=cycle, **common)
     assert trainer == tf_order(record_dataset(paths, settings), limit)
-    sequential = reader_order(
-        labels, interleave=False, cycle_length=1, shuffle_buffer=buffer, seed=seed, limit=limit
-    )
+    sequential = reader_order(labels, interleave=False, cycle_length=1, **common)
     assert sequential == tf_order(sequential_record_dataset(paths, buffer, seed=seed), limit)
     assert trainer != sequential
 

@@ -1,11 +1,12 @@
 """The record order of tf.data readers, computed from the per-shard label sequences the audit
 already read: no second read of the shards, no TensorFlow, any filesystem.
 
-What is reproduced (TensorFlow's kernels, for a fixed op-level seed and no global seed):
+What is reproduced (TensorFlow's kernels, for a fixed op-level seed):
   - `Dataset.shuffle(buffer, seed)`: ShuffleDatasetOp with a seed generator; the seeds pair
-    (87654321, seed) (random_seed.get_seed's DEFAULT_GRAPH_SEED) draws the iterator's two
-    seeds from a Philox4x32-10 stream, and the iterator picks `Random() % filled` from a
-    buffer it keeps full, swapping the pick with the oldest slot.
+    (global seed, seed) (random_seed.get_seed: the global seed is DEFAULT_GRAPH_SEED 87654321
+    when none is set; the trainer sets one, `keras.utils.set_random_seed(seed)`) draws the
+    iterator's two seeds from a Philox4x32-10 stream, and the iterator picks
+    `Random() % filled` from a buffer it keeps full, swapping the pick with the oldest slot.
   - `interleave(cycle_length, block_length=1, deterministic)`: round robin over the open
     files; an exhausted file's slot takes the next file.
 tests/test_audit_readers.py checks the orders against tf.data's, element for element (checked
@@ -20,6 +21,7 @@ from collections.abc import Iterable, Iterator, Sequence
 __all__ = ["PhiloxStream", "interleaved", "reader_order", "shuffled", "tf_seeds"]
 
 _DEFAULT_GRAPH_SEED = 87654321
+_MAXINT32 = 2**31 - 1  # random_seed._truncate_seed
 _MASK32 = 0xFFFFFFFF
 _M0, _M1 = 0xD2511F53, 0xCD9E8D57
 _W0, _W1 = 0x9E3779B9, 0xBB67AE85
@@ -59,20 +61,23 @@ class PhiloxStream:
         return self._block.pop()
 
 
-def tf_seeds(seed: int) -> tuple[int, int]:
-    """The (seed, seed2) a shuffle iterator gets from `shuffle(..., seed=seed)`."""
-    seed2 = seed & 0x7FFFFFFF
-    first, second = _DEFAULT_GRAPH_SEED, seed2
-    if first == 0 and second == 0:  # never, with DEFAULT_GRAPH_SEED; kept for the rule
-        second = 2**31 - 1
+def tf_seeds(seed: int, global_seed: int | None = None) -> tuple[int, int]:
+    """The (seed, seed2) a shuffle iterator gets from `shuffle(..., seed=seed)` under
+    `tf.random.set_seed(global_seed)` (None: no global seed set)."""
+    first = _DEFAULT_GRAPH_SEED if global_seed is None else global_seed % _MAXINT32
+    second = seed % _MAXINT32
+    if first == 0 and second == 0:  # random_seed.get_seed avoids the all-zero pair
+        second = _MAXINT32
     generator = PhiloxStream(first, second)
     return generator(), generator()
 
 
-def shuffled(items: Iterable, buffer_size: int, seed: int) -> Iterator:
+def shuffled(
+    items: Iterable, buffer_size: int, seed: int, global_seed: int | None = None
+) -> Iterator:
     """`Dataset.shuffle(buffer_size, seed)` over `items`, one epoch, lazily (a ring buffer
     exactly as ShuffleDatasetOp keeps it)."""
-    random = PhiloxStream(*tf_seeds(seed))
+    random = PhiloxStream(*tf_seeds(seed, global_seed))
     ring: list = [None] * buffer_size
     start = end = 0
     source = iter(items)
@@ -124,12 +129,16 @@ def reader_order(
     shuffle_buffer: int,
     seed: int,
     limit: int,
+    global_seed: int | None = None,
 ) -> list:
     """The first `limit` elements the trainer's reader (`interleave`) or the sequential
-    reader yields from shards holding these elements (trainer/input_pipeline.py)."""
-    files = [shards[i] for i in shuffled(range(len(shards)), max(1, len(shards)), seed)]
+    reader yields from shards holding these elements (trainer/input_pipeline.py), under
+    `tf.random.set_seed(global_seed)`."""
+    files = [
+        shards[i] for i in shuffled(range(len(shards)), max(1, len(shards)), seed, global_seed)
+    ]
     if interleave:
         records = interleaved(files, min(cycle_length, len(files)))
     else:
         records = itertools.chain.from_iterable(files)
-    return list(itertools.islice(shuffled(records, shuffle_buffer, seed), limit))
+    return list(itertools.islice(shuffled(records, shuffle_buffer, seed, global_seed), limit))
