@@ -554,6 +554,17 @@ def image_format(path: str, flag: str) -> str:
     return fmt
 
 
+def check_plot_format(path: str) -> None:
+    """AuditError unless matplotlib can write the format the extension names."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    extension = os.path.splitext(path)[1].lower().lstrip(".")
+    if extension not in FigureCanvasBase.get_supported_filetypes():
+        raise AuditError(
+            f"--plot {path}: name a .png, .svg or .pdf file (cannot write {extension!r})"
+        )
+
+
 def prepare_output_file(path: str, flag: str) -> None:
     """Creates the folder `path` will be written in; AuditError when it cannot be."""
     if "://" in path:
@@ -605,6 +616,7 @@ def main(argv: list[str]) -> int:
             args.sheet_format = image_format(args.sheet, "--sheet")
             prepare_output_file(args.sheet, "--sheet")
         if args.plot:
+            check_plot_format(args.plot)
             prepare_output_file(args.plot, "--plot")
     except AuditError as e:
         print(f"imgshard audit: error: {e}", file=sys.stderr)

@@ -121,7 +121,8 @@ def test_the_sheet_is_saved_in_the_format_its_extension_names(shards, tmp_path):
         audit_main([str(shards), "--no-reader-order", "--sheet", str(tmp_path / name)])
         assert Image.open(tmp_path / name).format == fmt
     assert audit_main([str(shards), "--sheet", str(tmp_path / "s.txt")]) == 2
-    assert not (tmp_path / "s.txt").exists()
+    assert audit_main([str(shards), "--plot", str(tmp_path / "p.txt")]) == 2
+    assert not (tmp_path / "s.txt").exists() and not (tmp_path / "p.txt").exists()
 
 
 def test_sheet_records_without_sheet_is_an_error(shards, capsys):
