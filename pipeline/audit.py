@@ -23,6 +23,7 @@ import collections
 import hashlib
 import json
 import logging
+import os
 import shutil
 import sys
 from array import array
@@ -537,9 +538,45 @@ def add_audit_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--sheet-records",
         type=int,
-        default=48,
-        help="records on the contact sheet (default 48)",
+        default=None,
+        help="records on the contact sheet (default 48; needs --sheet)",
     )
+
+
+def image_format(path: str, flag: str) -> str:
+    """The Pillow format the file's extension names (`sheet.jpg` -> JPEG); AuditError for an
+    extension Pillow cannot write."""
+    from PIL import Image
+
+    extension = os.path.splitext(path)[1].lower()
+    fmt = Image.registered_extensions().get(extension)
+    if fmt is None or fmt not in Image.SAVE:
+        raise AuditError(f"{flag} {path}: name a .png or .jpg file (cannot write {extension!r})")
+    return fmt
+
+
+def check_plot_format(path: str) -> None:
+    """AuditError unless matplotlib can write the format the extension names."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    extension = os.path.splitext(path)[1].lower().lstrip(".")
+    if extension not in FigureCanvasBase.get_supported_filetypes():
+        raise AuditError(
+            f"--plot {path}: name a .png, .svg or .pdf file (cannot write {extension!r})"
+        )
+
+
+def prepare_output_file(path: str, flag: str) -> None:
+    """Creates the folder `path` will be written in; AuditError when it cannot be."""
+    if "://" in path:
+        raise AuditError(f"{flag} {path}: give a local file")
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:
+        raise AuditError(f"{flag} {path}: cannot create its folder {folder}: {e}") from None
+    if not os.access(folder, os.W_OK):
+        raise AuditError(f"{flag} {path}: the folder {folder} is not writable")
 
 
 def _beam_scan(beam_args: list[str]):
@@ -569,8 +606,22 @@ def main(argv: list[str]) -> int:
     args, beam_args = parser.parse_known_args(argv)
     if beam_args and not beam_args[0].startswith("--"):  # the rest are Beam's options
         parser.error(f"unrecognized argument: {beam_args[0]}")
+    if args.sheet_records is not None and not args.sheet:
+        parser.error("--sheet-records needs --sheet FILE")
+    if args.sheet_records is None:
+        args.sheet_records = 48
     if args.sheet and args.sheet_records < 1:
         parser.error(f"--sheet-records must be at least 1, got {args.sheet_records}")
+    try:  # before the scan, which may take long: a bad path fails now, not after it
+        if args.sheet:
+            args.sheet_format = image_format(args.sheet, "--sheet")
+            prepare_output_file(args.sheet, "--sheet")
+        if args.plot:
+            check_plot_format(args.plot)
+            prepare_output_file(args.plot, "--plot")
+    except AuditError as e:
+        print(f"imgshard audit: error: {e}", file=sys.stderr)
+        return 2
     readers = (
         []
         if args.no_reader_order
@@ -599,9 +650,16 @@ def main(argv: list[str]) -> int:
             shutil.rmtree(work_folder, ignore_errors=True)
     if args.plot:
         plot_report(result, args.plot)
+        print(f"imgshard audit: plot written to {args.plot}", file=sys.stderr)
     if args.sheet and result.report["records"]:
         from imgshard.pipeline.contact_sheet import draw_contact_sheet
 
-        draw_contact_sheet(result.shards, args.sheet, args.sheet_records, args.label_key)
+        cells = draw_contact_sheet(
+            result.shards, args.sheet, args.sheet_records, args.label_key, args.sheet_format
+        )
+        print(
+            f"imgshard audit: contact sheet of {len(cells)} records written to {args.sheet}",
+            file=sys.stderr,
+        )
     print(json.dumps(result.report, indent=1) if args.json else format_report(result.report))
     return 0 if result.passed else 1

@@ -37,7 +37,7 @@ def _configure_logging(verbose: bool) -> None:
 
 def _convert(argv: list[str]) -> int:
     from imgshard.pipeline.convert import ConversionError, run
-    from imgshard.pipeline.summary import format_summary
+    from imgshard.pipeline.summary import box_warnings, format_summary
 
     try:
         result = run(argv)
@@ -65,6 +65,8 @@ def _convert(argv: list[str]) -> int:
         )
         return 0
     print(format_summary(result.output, result.metadata, result.seconds, result.counters))
+    for warning in box_warnings(result.metadata, result.counters):
+        print(f"imgshard convert: warning: {warning}", file=sys.stderr)
     return 0
 
 

@@ -54,7 +54,6 @@ class Cell:
         width = (features.get("image/width") or [0])[0]
         height = (features.get("image/height") or [0])[0]
         self.caption = [self.class_name if name in ("", label) else f"{name} ({label})"]
-        self.caption.append(f"{width}x{height}")
         boxes = zip(*(features.get(k, []) for k in BOX_COORDINATES), strict=False)
         self.boxes = [b for b in boxes if all(isinstance(v, float | int) for v in b)]
         try:
@@ -63,6 +62,11 @@ class Cell:
             self.image = image.convert("RGB")
         except Exception:
             self.image = None
+        if not (width and height) and self.image is not None:
+            # foreign shards may not record their size (image/width, image/height)
+            width, height = self.image.size
+        self.caption.append(f"{width}x{height}")
+        if self.image is None:
             self.caption[-1] += " (undecodable)"
 
     def thumbnail(self) -> Image.Image:
@@ -120,8 +124,10 @@ def draw_contact_sheet(
     out_path: str,
     n: int = 48,
     label_key: str = "image/class/label",
+    image_format: str = "PNG",
 ) -> list[Cell]:
-    """Writes the PNG and returns the cells in the order drawn (row by row)."""
+    """Writes the sheet (a Pillow format: PNG, JPEG ...) and returns the cells in the order
+    drawn (row by row)."""
     if n < 1:
         raise ValueError(f"--sheet-records must be at least 1, got {n}")
     cells = sampled_cells(shards, n, label_key)
@@ -138,5 +144,5 @@ def draw_contact_sheet(
         sheet.paste(thumb, (left + (THUMB - thumb.width) // 2, top + (THUMB - thumb.height) // 2))
         for line, text in enumerate(cell.caption):
             draw.text((left, top + THUMB + 2 + 14 * line), text[:22], fill=(0, 0, 0), font=font)
-    sheet.save(out_path, format="PNG")
+    sheet.save(out_path, format=image_format)
     return cells

@@ -14,6 +14,7 @@ Finalize         dataset.json, labels.txt, {split}-rejected.jsonl
 
 from __future__ import annotations
 
+import logging
 from typing import NamedTuple
 
 import apache_beam as beam
@@ -23,7 +24,7 @@ from apache_beam.pvalue import AsDict, AsList, AsSingleton, TaggedOutput
 from imgshard.pipeline.options import ConvertConfig
 from imgshard.transforms import metadata, records
 from imgshard.transforms.analysis import TRANSFORM_DIR
-from imgshard.transforms.boxes import box_files, merge_boxes, read_box_file
+from imgshard.transforms.boxes import BoxesError, box_files, merge_boxes, read_box_file
 from imgshard.transforms.crash_points import crash_point
 from imgshard.transforms.index import read_index
 from imgshard.transforms.labels import DistinctLabels, Vocabulary, build_vocabulary
@@ -153,6 +154,22 @@ class Finalize(beam.DoFn):
         yield meta
 
 
+def _read_box_file_or_skip(path: str):
+    """read_box_file, but a malformed XML annotation (not XML, no <size>, a corner not a
+    number) is skipped: logged with its name and reason, counted as box_files_skipped (the
+    summary warns), its image written without boxes. Failing the job for one bad file of
+    ~545k would lose the whole run; checking them all in the driver first would read every
+    file twice. (A CSV is checked before the job starts, see boxes.check_and_hash_csv.)"""
+    try:
+        yield from list(read_box_file(path))
+    except BoxesError as e:
+        if path.lower().endswith(".csv"):
+            raise
+        logging.getLogger("imgshard").error("--boxes: skipped %s", e)
+        beam.metrics.Metrics.counter(METRICS_NAMESPACE, "box_files_skipped").inc()
+
+
+
 class Indexed(NamedTuple):
     """The index stages' outputs, shared by the conversion and its plan (pipeline/plan.py)."""
 
@@ -250,7 +267,7 @@ def build_graph(
             | "BoxesSource" >> beam.Create([config.boxes])
             | "ListBoxFiles" >> beam.FlatMap(box_files)
             | "SpreadBoxFiles" >> beam.Reshuffle()  # ILSVRC has ~545k XML files: many readers
-            | "ReadBoxes" >> beam.FlatMap(read_box_file)  # (name, boxes)
+            | "ReadBoxes" >> beam.FlatMap(_read_box_file_or_skip)  # (name, boxes)
             | "MergeBoxes" >> beam.CombinePerKey(merge_boxes)
         )
         boxes = {"boxes": AsDict(found)}

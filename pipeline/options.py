@@ -51,7 +51,7 @@ class ConvertConfig:
       boxes: a folder of ILSVRC bbox XML files or process_bounding_boxes.py's CSV; the boxes
         are written into the records (image/object/bbox/*). None: no box features.
       index_files: write a random-access index `{shard}.idx` beside each TFRecord shard.
-      format: "tfrecord" or "array_record" (needs imgshard[array-record]).
+      format: "tfrecord" or "array_record" (needs the array-record extra).
     """
 
     input: str
@@ -303,7 +303,8 @@ def add_convert_arguments(parser: argparse.ArgumentParser) -> None:
         "--format",
         choices=FORMATS,
         default="tfrecord",
-        help="shard file format (default tfrecord; array_record needs imgshard[array-record])",
+        help="shard file format (default tfrecord; array_record needs the array-record "
+        "extra: `.venv/bin/pip install -e '.[array-record]'` in the clone)",
     )
 
 

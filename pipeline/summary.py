@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from apache_beam.io.filesystems import FileSystems
 
-__all__ = ["format_summary"]
+__all__ = ["box_warnings", "format_summary"]
 
 
 def _size(n: float) -> str:
@@ -13,6 +13,31 @@ def _size(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1000
     raise AssertionError
+
+
+def box_warnings(meta: dict, counters: dict[str, int]) -> list[str]:
+    """What went wrong with --boxes, for the summary and stderr: a box source that matched no
+    written image (file names that do not match, wrong folder), and annotation files skipped
+    as malformed (their names are in the log). A warning, not an error: the shards are
+    complete and correct, only without (some) boxes; the user decides whether to rerun."""
+    boxes = meta.get("settings", {}).get("boxes")
+    if not boxes:
+        return []
+    warnings = []
+    if counters.get("records_written", 0) and not counters.get("records_with_boxes", 0):
+        warnings.append(
+            f"--boxes {boxes} matched none of the {counters['records_written']:,} images "
+            "written: no record has a box. Boxes are matched by file name without extension "
+            "(n01440764_10026.JPEG <- n01440764_10026.xml or the CSV row "
+            "n01440764_10026.JPEG,...)"
+        )
+    skipped = counters.get("box_files_skipped", 0)
+    if skipped:
+        warnings.append(
+            f"--boxes: {skipped:,} annotation files were malformed and skipped (named in the "
+            "log above); their images were written without boxes"
+        )
+    return warnings
 
 
 def format_summary(output: str, meta: dict, seconds: float, counters: dict[str, int]) -> str:
@@ -48,5 +73,6 @@ def format_summary(output: str, meta: dict, seconds: float, counters: dict[str, 
     if counters:
         shown = ", ".join(f"{k}={v:,}" for k, v in sorted(counters.items()))
         lines.append(f"  counters   {shown}")
+    lines += [f"  WARNING    {warning}" for warning in box_warnings(meta, counters)]
     lines.append(f"  metadata   {FileSystems.join(output, 'dataset.json')}")
     return "\n".join(lines)

@@ -105,7 +105,7 @@ def test_the_audit_reads_array_record_shards_and_catches_damage(outputs, tmp_pat
 
 def test_without_the_package_the_run_stops_before_it_starts(dataset, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "array_record.python", None)  # as if not installed
-    with pytest.raises(ValueError, match=r"pip install 'imgshard\[array-record\]'"):
+    with pytest.raises(ValueError, match=r"\.venv/bin/pip install -e '\.\[array-record\]'"):
         convert(dataset, tmp_path / "out", "--format", "array_record")
     assert not os.path.exists(tmp_path / "out")
 
@@ -116,3 +116,30 @@ def test_overwriting_with_another_format_leaves_no_old_shards(dataset, tmp_path)
     convert(dataset, out, *FLAGS, "--format", "array_record", "--overwrite")
     left = sorted(n for n in os.listdir(out) if n.startswith("train-0"))
     assert left == [f"train-0000{i}-of-00003.array_record" for i in range(3)]
+
+
+def test_a_writer_removes_the_temporary_folders_of_killed_processes(tmp_path, monkeypatch):
+    import io
+    import subprocess
+    import tempfile
+
+    from imgshard.transforms.array_record_output import ArrayRecordShardWriter
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a process that ended: as a killed worker, its folder is left behind
+    stale = tmp_path / f"imgshard-array-record-{gone.pid}-abc"
+    live = tmp_path / f"imgshard-array-record-{os.getpid()}-def"  # a live writer's
+    other = tmp_path / "someone-else-123"
+    for folder in (stale, live, other):
+        folder.mkdir()
+        (folder / "shard.array_record").write_bytes(b"x" * 100)
+
+    stream = io.BytesIO()
+    with ArrayRecordShardWriter(stream) as writer:
+        writer.write(b"record")
+    assert not stale.exists()
+    assert live.exists() and other.exists()
+    assert writer.records == 1 and len(stream.getvalue()) == writer.bytes > 0
+    # its own folder is gone too once it finished
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, other.name])

@@ -297,3 +297,83 @@ def test_the_audit_fails_boxes_outside_the_image_or_without_area(tmp_path):
     assert "box 0 (0.6, 0.1, 0.5, 0.9) has no area" in details[0]
     assert "box 0 (0.2, 0.1, 1.25, 0.9) is not inside [0, 1]" == details[1]
     assert [decode_example(r) for r in iter_records(open(out / "part-000.tfrecord", "rb"))]
+
+
+# --- the box source checked, mismatches and malformed files reported -------------------------
+
+
+def test_an_xml_edited_in_place_with_the_same_size_changes_the_run_identity(tmp_path):
+    from imgshard.transforms.boxes import boxes_source_sha256
+
+    path = write(str(tmp_path / "xml" / "c" / "img.xml"), voc(100, 100, (20, 20, 60, 60)))
+    before = boxes_source_sha256(str(tmp_path / "xml"))
+    stat = os.stat(path)
+    write(path, voc(100, 100, (30, 20, 60, 60)))  # the same size, another box
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))  # edited later
+    assert os.path.getsize(path) == stat.st_size
+    assert boxes_source_sha256(str(tmp_path / "xml")) != before
+
+
+@pytest.mark.parametrize(
+    "rows,message",
+    [
+        (
+            b"0000.jpg,0.1,0.1,0.5,0.4\nn02_outside.JPEG,10,10,50,40\n",
+            r"px.csv line 2: the corners",
+        ),
+        (b"0000.jpg,0.1,0.1,0.5\n", r"px.csv line 1: expected 'file name,xmin"),
+    ],
+)
+def test_a_bad_csv_row_stops_the_run_before_it_starts(tmp_path, rows, message):
+    list_path = sorted_dataset(str(tmp_path / "d"), classes=2, per_class=2)
+    csv_path = write(str(tmp_path / "px.csv"), rows)
+    with pytest.raises(BoxesError, match=message):
+        convert(list_path, tmp_path / "out", "--boxes", csv_path)
+    assert not os.path.exists(tmp_path / "out")  # no journal: the rerun needs no --overwrite
+
+
+def test_pixel_corners_in_the_csv_name_the_file_line_and_the_cause(tmp_path):
+    path = write(str(tmp_path / "px.csv"), b"n02_outside.JPEG,10,10,50,40\n")
+    with pytest.raises(BoxesError, match=r"px.csv line 1: .* not within \[0, 1\].*not pixels"):
+        list(read_boxes(path))
+
+
+def test_boxes_that_match_no_image_are_a_loud_warning(tmp_path, capsys):
+    from helpers import IN_PROCESS
+    from imgshard.pipeline.cli import main
+
+    list_path = sorted_dataset(str(tmp_path / "d"), classes=2, per_class=2)
+    csv_path = write(str(tmp_path / "b.csv"), b"other.JPEG,0.1,0.2,0.3,0.4\n")
+    argv = ["convert", "--input", list_path, "--output", str(tmp_path / "out")]
+    assert main([*argv, "--boxes", csv_path, *IN_PROCESS]) == 0
+    out, err = capsys.readouterr()
+    assert "WARNING    --boxes" in out and "matched none of the 4 images" in out
+    assert f"imgshard convert: warning: --boxes {csv_path} matched none" in err
+
+
+def test_malformed_xml_files_are_skipped_counted_and_named_never_losing_images(tmp_path):
+    import subprocess
+
+    from helpers import IMGSHARD, IN_PROCESS
+
+    list_path = sorted_dataset(str(tmp_path / "d"), classes=2, per_class=2)
+    names = sorted(line.split()[0] for line in open(list_path))
+    stem = lambda name: os.path.splitext(os.path.basename(name))[0]  # noqa: E731
+    xml = tmp_path / "xml"
+    write(str(xml / f"{stem(names[0])}.xml"), voc(10, 10, (1, 1, 5, 5)))
+    write(str(xml / f"{stem(names[1])}.xml"), b"<annotation><size>")
+    write(str(xml / f"{stem(names[2])}.xml"), b"<annotation/>")
+    done = subprocess.run(
+        [IMGSHARD, "convert", "--input", list_path, "--output", str(tmp_path / "out")]
+        + ["--boxes", str(xml), *IN_PROCESS],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    assert f"{stem(names[1])}.xml: not well-formed XML" in done.stderr
+    assert f"{stem(names[2])}.xml: no <size>" in done.stderr
+    assert "box_files_skipped=2" in done.stdout and "2 annotation files" in done.stderr
+    records = read_examples(str(tmp_path / "out"))
+    assert len(records) == 4  # every image written
+    assert sum(bool(r["image/object/bbox/xmin"]) for r in records) == 1

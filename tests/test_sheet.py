@@ -77,3 +77,55 @@ def test_the_cli_writes_the_same_sheet_every_time_and_refuses_zero_records(shard
     with pytest.raises(SystemExit):
         audit_main([str(shards), "--sheet", str(tmp_path / "c.png"), "--sheet-records", "0"])
     assert not os.path.exists(tmp_path / "c.png")
+
+
+def test_a_foreign_record_without_its_size_shows_the_decoded_size(tmp_path):
+    from imgshard.transforms.example import encode_example
+    from imgshard.transforms.tfrecord import TFRecordWriter
+
+    record = encode_example({"image/encoded": class_color_jpeg(2, size=20), "image/class/label": 2})
+    path = tmp_path / "train-00000-of-00001"
+    with open(path, "wb") as f:
+        TFRecordWriter(f).write(record)
+    cells = draw_contact_sheet([(str(path), 1)], str(tmp_path / "s.png"), n=1)
+    assert cells[0].caption == ["2", "20x20"]
+
+
+def _audit_cli(*args):
+    import subprocess
+
+    return subprocess.run([IMGSHARD, "audit", *map(str, args)], capture_output=True, text=True)
+
+
+def test_sheet_and_plot_into_a_missing_folder_are_written_there(shards, tmp_path):
+    sheet, plot = tmp_path / "new" / "deeper" / "s.png", tmp_path / "other" / "p.png"
+    done = _audit_cli(shards, "--no-reader-order", "--sheet", sheet, "--plot", plot)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    assert Image.open(sheet).format == "PNG" and Image.open(plot).format == "PNG"
+    assert f"written to {sheet}" in done.stderr and f"written to {plot}" in done.stderr
+
+
+def test_an_unwritable_sheet_or_plot_folder_fails_before_the_scan(shards, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    for flag in ("--sheet", "--plot"):
+        done = _audit_cli(shards, "--no-reader-order", flag, blocker / "x.png")
+        assert done.returncode == 2
+        assert f"{flag} {blocker / 'x.png'}: cannot create its folder" in done.stderr
+        assert "Traceback" not in done.stderr and "verdict" not in done.stdout.lower()
+
+
+def test_the_sheet_is_saved_in_the_format_its_extension_names(shards, tmp_path):
+    for name, fmt in (("s.jpg", "JPEG"), ("s.jpeg", "JPEG"), ("s.png", "PNG")):
+        audit_main([str(shards), "--no-reader-order", "--sheet", str(tmp_path / name)])
+        assert Image.open(tmp_path / name).format == fmt
+    assert audit_main([str(shards), "--sheet", str(tmp_path / "s.txt")]) == 2
+    assert audit_main([str(shards), "--plot", str(tmp_path / "p.txt")]) == 2
+    assert not (tmp_path / "s.txt").exists() and not (tmp_path / "p.txt").exists()
+
+
+def test_sheet_records_without_sheet_is_an_error(shards, capsys):
+    with pytest.raises(SystemExit):
+        audit_main([str(shards), "--sheet-records", "5"])
+    assert "--sheet-records needs --sheet" in capsys.readouterr().err

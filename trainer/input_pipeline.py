@@ -62,6 +62,13 @@ def dataset_files(data: str, split: str = "train") -> list[str]:
     if tf.io.gfile.exists(meta_path):
         with tf.io.gfile.GFile(meta_path, "rb") as f:
             meta = json.loads(f.read())
+        kind = meta.get("format", "tfrecord")
+        if kind != "tfrecord":  # read as TFRecords, the first step would fail: corrupted record
+            raise TrainError(
+                f'{data} holds {kind} shards (dataset.json "format"); the trainer reads '
+                "TFRecord shards: convert again without --format (the default, tfrecord) to "
+                "train on them"
+            )
         return [data.rstrip("/") + "/" + s["name"] for s in meta["shards"]]
     files = sorted(tf.io.gfile.glob(data))
     if not files:

@@ -22,14 +22,17 @@ __all__ = [
     "MISSING_PACKAGE",
     "available",
     "read_array_records",
+    "remove_stale_temporary_folders",
 ]
 
 ARRAY_RECORD_OPTIONS = "group_size:1,uncompressed"
 _COPY_CHUNK = 8 << 20
 
 
+# imgshard is not on PyPI: the extra is installed from the clone
 MISSING_PACKAGE = (
-    "ArrayRecord shards need the array-record package: pip install 'imgshard[array-record]'"
+    "ArrayRecord shards need the array-record package: in the imgshard clone, run "
+    "`.venv/bin/pip install -e '.[array-record]'` (or `make install-dev`, which includes it)"
 )
 
 
@@ -39,6 +42,45 @@ def _module():
     except ImportError as e:
         raise ImportError(MISSING_PACKAGE) from e
     return array_record_module
+
+
+# Temporary folders are named with the writing process's id, so a later writer can remove
+# those of processes that are gone (killed workers never ran their cleanup).
+_TMP_PREFIX = "imgshard-array-record-"
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_stale_temporary_folders(parent: str | None = None) -> list[str]:
+    """Removes the temporary folders (under `parent`, default the system's temporary folder)
+    of ArrayRecord writers and readers whose process no longer runs; returns them."""
+    parent = parent or tempfile.gettempdir()
+    removed = []
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return removed
+    for name in sorted(names):
+        if not name.startswith(_TMP_PREFIX):
+            continue
+        pid = name[len(_TMP_PREFIX) :].split("-", 1)[0]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+            removed.append(os.path.join(parent, name))
+    return removed
+
+
+def _temporary_folder() -> str:
+    remove_stale_temporary_folders()
+    return tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{os.getpid()}-")
 
 
 def available() -> bool:
@@ -55,7 +97,7 @@ class ArrayRecordShardWriter:
 
     def __init__(self, stream: BinaryIO):
         self._stream = stream
-        self._dir = tempfile.mkdtemp(prefix="imgshard-array-record-")
+        self._dir = _temporary_folder()
         self._path = os.path.join(self._dir, "shard.array_record")
         self._writer = _module().ArrayRecordWriter(self._path, ARRAY_RECORD_OPTIONS)
         self.records = 0
@@ -92,7 +134,7 @@ def read_array_records(path: str, batch: int = 256):
     from apache_beam.io.filesystems import FileSystems
 
     module = _module()
-    folder = tempfile.mkdtemp(prefix="imgshard-array-record-")
+    folder = _temporary_folder()
     try:
         local = path
         if "://" in path:

@@ -32,6 +32,7 @@ __all__ = [
     "box_files",
     "boxes_key",
     "boxes_source_sha256",
+    "check_and_hash_csv",
     "merge_boxes",
     "read_box_file",
     "read_boxes",
@@ -107,6 +108,10 @@ def parse_voc_xml(data: bytes, where: str) -> list[Box]:
     return boxes
 
 
+# process_bounding_boxes.py writes corners divided by the image size; allow float rounding.
+_NORMALIZED_SLACK = 1e-3
+
+
 def _csv_rows(uri: str, data: bytes) -> Iterator[tuple[str, Box | None]]:
     text = data.decode("utf-8-sig")
     for number, row in enumerate(csv.reader(io.StringIO(text)), 1):
@@ -122,6 +127,13 @@ def _csv_rows(uri: str, data: bytes) -> Iterator[tuple[str, Box | None]]:
             if number == 1:  # a header
                 continue
             raise BoxesError(f"{uri} line {number}: the corners are not numbers: {row!r}") from None
+        if not all(-_NORMALIZED_SLACK <= v <= 1 + _NORMALIZED_SLACK for v in corners):
+            # pixel corners would be clipped to nothing and dropped without a word
+            raise BoxesError(
+                f"{uri} line {number}: the corners {row[1:]} are not within [0, 1]; the CSV "
+                "holds corners divided by the image size (as process_bounding_boxes.py writes "
+                "them), not pixels"
+            )
         yield boxes_key(row[0].strip()), _clip(*corners)
 
 
@@ -173,28 +185,44 @@ def read_boxes(uri: str) -> Iterator[tuple[str, tuple[Box, ...]]]:
         yield key, merge_boxes(by_key[key])
 
 
+def check_and_hash_csv(uri: str) -> str:
+    """The sha256 of the CSV's bytes, after checking every row (a BoxesError names the file
+    and line): one read of one file, before the job starts, so a bad row never fails the job
+    half-way nor leaves a journal behind."""
+    try:
+        with FileSystems.open(uri) as f:
+            data = f.read()
+    except Exception as e:
+        raise BoxesError(f"--boxes {uri} cannot be read: {e}") from None
+    for _ in _csv_rows(uri, data):
+        pass
+    return hashlib.sha256(data).hexdigest()
+
+
 def boxes_source_sha256(uri: str) -> str:
-    """Identifies the boxes a run used, for --resume: the CSV's bytes, or the sorted names and
-    sizes of the XML files (reading 500k files again would cost minutes)."""
-    digest = hashlib.sha256()
+    """Identifies the boxes a run used, for --resume.
+
+    A CSV: its bytes (and every row is checked, see check_and_hash_csv). An XML folder: the
+    sorted names, sizes and last-modified times of its files, from one listing. Reading the
+    files' contents would cost minutes for the ~545k files of the ILSVRC release (hours on
+    gs://, one request each), while an edit in place, even one keeping the size
+    (`<xmin>20</xmin>` -> `<xmin>30</xmin>`), changes the modification time (on gs:// the
+    object's update time). Not noticed: a file replaced by one of the same size and time
+    (e.g. `cp -p` of an edited copy).
+    """
     if _is_csv(uri):
-        try:
-            with FileSystems.open(uri) as f:
-                while chunk := f.read(8 << 20):
-                    digest.update(chunk)
-        except Exception as e:
-            raise BoxesError(f"--boxes {uri} cannot be read: {e}") from None
-        return digest.hexdigest()
+        return check_and_hash_csv(uri)
     patterns = [FileSystems.join(uri, "*.xml"), FileSystems.join(uri, "*", "*.xml")]
     found = sorted(
-        (m.path[len(uri) :], m.size_in_bytes)
+        (m.path[len(uri) :], m.size_in_bytes, m.last_updated_in_seconds)
         for result in FileSystems.match(patterns)
         for m in result.metadata_list
     )
     if not found:
         raise BoxesError(_NO_XML.format(uri=uri))
-    for name, size in found:
-        digest.update(f"{name}\0{size}\n".encode())
+    digest = hashlib.sha256()
+    for name, size, modified in found:
+        digest.update(f"{name}\0{size}\0{modified!r}\n".encode())
     return digest.hexdigest()
 
 
