@@ -169,7 +169,6 @@ def _read_box_file_or_skip(path: str):
         beam.metrics.Metrics.counter(METRICS_NAMESPACE, "box_files_skipped").inc()
 
 
-
 class Indexed(NamedTuple):
     """The index stages' outputs, shared by the conversion and its plan (pipeline/plan.py)."""
 
