@@ -33,6 +33,7 @@ import numpy as np
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from imgshard.pipeline.unknown_flags import check_unknown_flags
 from imgshard.transforms import metadata
 from imgshard.transforms.accounting import RecordPaths, account_for_list
 from imgshard.transforms.index import detect_kind, parse_csv, parse_list, read_index
@@ -601,11 +602,15 @@ def _beam_scan(beam_args: list[str]):
 def main(argv: list[str]) -> int:
     from imgshard.pipeline.audit_report import format_report, plot_report
 
-    parser = argparse.ArgumentParser(prog="imgshard audit", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="imgshard audit", description=__doc__.split("\n")[0], allow_abbrev=False
+    )
     add_audit_arguments(parser)
     args, beam_args = parser.parse_known_args(argv)
-    if beam_args and not beam_args[0].startswith("--"):  # the rest are Beam's options
-        parser.error(f"unrecognized argument: {beam_args[0]}")
+    try:  # the rest are Beam's options: a typo would silently audit with the defaults
+        check_unknown_flags(beam_args, parser, passable=False)
+    except ValueError as e:
+        parser.error(str(e))
     if args.sheet_records is not None and not args.sheet:
         parser.error("--sheet-records needs --sheet FILE")
     if args.sheet_records is None:

@@ -54,9 +54,17 @@ def _unknown(beam_args: list[str], beam_parser: argparse.ArgumentParser) -> list
 
 
 def check_unknown_flags(
-    beam_args: list[str], own_parser: argparse.ArgumentParser, allow: bool = False
+    beam_args: list[str],
+    own_parser: argparse.ArgumentParser,
+    allow: bool = False,
+    passable: bool = True,
 ) -> None:
-    """Raises ValueError naming each unknown flag and the closest known one."""
+    """Raises ValueError naming each unknown flag and the closest known one.
+
+    Args:
+      allow: pass unknown flags on (--allow-unknown-flags).
+      passable: whether the command has --allow-unknown-flags to offer.
+    """
     if allow:
         return
     beam_parser = _beam_parser()
@@ -78,7 +86,10 @@ def check_unknown_flags(
         ]
         hint = f" (did you mean {close[0]}?)" if close else ""
         problems.append(f"unknown flag {flag}{hint}")
+    advice = "fix the spelling"
+    if passable:
+        advice += ", or pass --allow-unknown-flags to hand it to the runner as is"
     raise ValueError(
-        "; ".join(problems) + ". Neither imgshard nor Beam knows it, and the run would ignore "
-        "it; fix the spelling, or pass --allow-unknown-flags to hand it to the runner as is"
+        "; ".join(problems) + f". Neither imgshard nor Beam knows it, and the run would ignore "
+        f"it; {advice}"
     )

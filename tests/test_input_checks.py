@@ -156,3 +156,17 @@ def test_relative_paths_that_lead_out_are_named_so_and_the_fix_is_normalized(dat
     message = str(info.value)
     assert "absolute paths" not in message and "40 of 40" in message
     assert f"--image-root {images} or --allow-outside-root" in message  # no "lists/.." in it
+
+
+def test_the_audit_refuses_a_mistyped_flag_too(dataset, tmp_path):
+    list_path, _ = dataset
+    convert(list_path, tmp_path / "out")
+    done = subprocess.run(
+        [IMGSHARD, "audit", str(tmp_path / "out"), "--sed", "4"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "unknown flag --sed (did you mean --seed?)" in done.stderr
+    assert "--allow-unknown-flags" not in done.stderr  # the audit has no such flag
