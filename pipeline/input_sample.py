@@ -20,7 +20,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from imgshard.pipeline.errors import ConversionError
 from imgshard.pipeline.options import ConvertConfig
-from imgshard.transforms import records
+from imgshard.transforms import read_faults, records
 from imgshard.transforms.index import parse_csv, parse_list, resolve_image_path
 from imgshard.transforms.reading import is_inside_root
 
@@ -46,7 +46,16 @@ def _first_entries(config: ConvertConfig) -> list[records.IndexEntry]:
 
 
 def _exists(path: str) -> bool:
-    return os.path.exists(path) if "://" not in path else FileSystems.exists(path)
+    """Whether the image is there; a denied read stops the run here already (as it would
+    at the job's first read), any other error leaves the answer to the job."""
+    if "://" not in path:
+        return os.path.exists(path)
+    try:
+        return FileSystems.exists(path)
+    except Exception as e:
+        if read_faults.failure_kind(e) == read_faults.FATAL:
+            raise ConversionError(read_faults.fatal_message(path, e)) from None
+        return True
 
 
 def _reasons(

@@ -138,6 +138,26 @@ def labels_in_order(output: str, split: str = "train") -> list[int]:
     return [e["image/class/label"] for e in read_examples(output, split)]
 
 
+def upload(local_root: str, remote_root: str) -> None:
+    """Copies a local tree under a remote (e.g. gs://) prefix through Beam's FileSystems."""
+    from apache_beam.io.filesystems import FileSystems
+
+    for folder, _, names in os.walk(local_root):
+        for name in names:
+            path = os.path.join(folder, name)
+            relative = os.path.relpath(path, local_root)
+            with FileSystems.create(f"{remote_root}/{relative}") as f, open(path, "rb") as src:
+                f.write(src.read())
+
+
+def read(uri: str) -> bytes:
+    """A whole file, local or remote, through Beam's FileSystems."""
+    from apache_beam.io.filesystems import FileSystems
+
+    with FileSystems.open(uri) as f:
+        return f.read()
+
+
 def free_port() -> int:
     import socket
 

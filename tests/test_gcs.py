@@ -6,26 +6,12 @@ import os
 import pytest
 from apache_beam.io.filesystems import FileSystems
 
-from helpers import IN_PROCESS, shard_files, sorted_dataset, write
+from helpers import IN_PROCESS, read, shard_files, sorted_dataset, upload, write
 from imgshard.pipeline import run
 from imgshard.pipeline.audit import audit
 from imgshard.transforms.records import MISSING_FILE
 
 pytestmark = pytest.mark.gcs
-
-
-def upload(local_root: str, remote_root: str) -> None:
-    for folder, _, names in os.walk(local_root):
-        for name in names:
-            path = os.path.join(folder, name)
-            relative = os.path.relpath(path, local_root)
-            with FileSystems.create(f"{remote_root}/{relative}") as f, open(path, "rb") as src:
-                f.write(src.read())
-
-
-def read(uri: str) -> bytes:
-    with FileSystems.open(uri) as f:
-        return f.read()
 
 
 @pytest.fixture(scope="module")
