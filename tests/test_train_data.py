@@ -123,5 +123,15 @@ def test_validation_beside_the_train_folder_ema_eval_only_and_export_only(splits
     got = served(image_bytes=tf.constant([image]))["probabilities"].numpy()
     np.testing.assert_allclose(got, expected, atol=1e-5)
 
+    # without the training flags: the model's shape comes from the run's result.json
+    bare = ["--data", str(splits / "train"), "--model-dir", str(model_dir), "--batch-size", "8"]
+    again = train([*bare, "--eval-only", "--ema-decay", "0.5"])
+    assert again["steps"] == 3
+    np.testing.assert_allclose(again["metrics"]["loss"], evaluated["metrics"]["loss"], rtol=1e-5)
+    reexported = train([*bare, "--export-only", "--ema-decay", "0.5"])
+    served = tf.saved_model.load(reexported["export"]).signatures["serving_default"]
+    got = served(image_bytes=tf.constant([image]))["probabilities"].numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
     none = ["--data", str(splits / "train"), "--model-dir", str(tmp_path / "none"), *TINY]
     assert main([*none, "--eval-only"]) == 2  # no checkpoint there

@@ -177,7 +177,7 @@ def _parse(argv: list[str] | None) -> TrainConfig:
         "--weight-decay",
         type=float,
         default=d.weight_decay,
-        help="decoupled weight decay (SGD's weight_decay)",
+        help="L2 penalty wd/2*sum(w^2) on conv and dense kernels (not BN, biases, depthwise)",
     )
     p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
     p.add_argument(
@@ -228,8 +228,30 @@ def _parse(argv: list[str] | None) -> TrainConfig:
         choices=("auto", "yes", "no"),
         help="no GPU is an error (auto: when the GPU extra imgshard[gpu] is installed)",
     )
+    # The model's shape: --eval-only/--export-only take it from the finished run's result.json
+    # unless given, so that they rebuild the model the checkpoint was written from.
+    p.set_defaults(**{key: None for key in _MODEL_SHAPE})
     args = vars(p.parse_args(argv))
+    saved = _trained_shape(args["model_dir"]) if args["eval_only"] or args["export_only"] else {}
+    for key in _MODEL_SHAPE:
+        if args[key] is None:
+            args[key] = saved.get(key, getattr(d, key))
     return TrainConfig(**args)
+
+
+_MODEL_SHAPE = ("model", "alpha", "image_size")
+
+
+def _trained_shape(model_dir: str) -> dict:
+    """model, alpha and image_size of the run that wrote `model_dir` (its result.json)."""
+    import tensorflow as tf
+
+    path = os.path.join(model_dir, "result.json")
+    if not tf.io.gfile.exists(path):
+        return {}
+    with tf.io.gfile.GFile(path) as f:
+        config = json.load(f).get("config", {})
+    return {key: config[key] for key in _MODEL_SHAPE if key in config}
 
 
 def _strategy(config: TrainConfig):
