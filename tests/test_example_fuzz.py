@@ -14,6 +14,9 @@ from imgshard.transforms.example import (
     decode_example,
     encode_example,
 )
+from imgshard.transforms.example import (
+    _varint as varint,  # the encoder's own, to build the hostile bytes
+)
 from imgshard.transforms.shard_scan import scan_shards
 from imgshard.transforms.tfrecord import TFRecordWriter
 
@@ -25,15 +28,6 @@ VALID = encode_example(
         "ints": [1, -2, 2**40],
     }
 )
-
-
-def varint(value: int) -> bytes:
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
 
 
 def message(number: int, wire: int, payload: bytes) -> bytes:
