@@ -163,11 +163,16 @@ def _runner_name(options: PipelineOptions) -> str:
     return str(options.view_as(StandardOptions).runner or "").rsplit(".", 1)[-1]
 
 
+def _workers_run_here(options: PipelineOptions) -> bool:
+    """A local runner, or a portable one whose workers are this process (LOOPBACK)."""
+    loopback = options.get_all_options().get("environment_type") == "LOOPBACK"
+    return _runner_name(options) in _LOCAL_RUNNERS or loopback
+
+
 def _check_paths_reach_workers(config: ConvertConfig, options: PipelineOptions) -> None:
     """Dataflow workers never see this disk: refuse local paths. Portable runners (Flink) may
     run workers here or elsewhere: warn."""
     runner = _runner_name(options)
-    loopback = options.get_all_options().get("environment_type") == "LOOPBACK"
     local = [
         f"--{name.replace('_', '-')} {value}"
         for name, value in (
@@ -177,7 +182,7 @@ def _check_paths_reach_workers(config: ConvertConfig, options: PipelineOptions) 
         )
         if "://" not in value
     ]
-    if not local or runner in _LOCAL_RUNNERS or loopback:
+    if not local or _workers_run_here(options):
         return
     message = f"the {runner} workers may not see this machine's disk: {', '.join(local)}"
     if runner == "DataflowRunner":
@@ -189,12 +194,11 @@ def _check_analyze_runs_here(config: ConvertConfig, options: PipelineOptions) ->
     """--analyze runs tf.Transform on the workers; only workers of this machine's environment
     have TensorFlow (the sdist and deploy/Dockerfile ship the conversion's dependencies only).
     Refused before anything is written, not after every shard."""
-    runner = _runner_name(options)
-    loopback = options.get_all_options().get("environment_type") == "LOOPBACK"
-    if config.analyze and runner not in _LOCAL_RUNNERS and not loopback:
+    if config.analyze and not _workers_run_here(options):
         raise ConversionError(
-            f"--analyze needs TensorFlow and tf.Transform on the workers, and the {runner} "
-            "workers do not have them (the worker image and sdist ship the conversion's "
+            f"--analyze needs TensorFlow and tf.Transform on the workers, and the "
+            f"{_runner_name(options)} workers do not have them (the worker image and sdist "
+            "ship the conversion's "
             "dependencies only). Convert there without --analyze, or run --analyze locally "
             "(no --runner)"
         )
