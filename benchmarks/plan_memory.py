@@ -41,19 +41,33 @@ def tree_rss(process: psutil.Process) -> int:
     return total
 
 
-def plan_peak(list_path: str, shards: int, extra: list[str]) -> tuple[int, float]:
-    """(peak RSS of the process tree in bytes, seconds) of one --plan run."""
+def plan_peak(list_path: str, shards: int, extra: list[str]) -> tuple[int, float, list[int]]:
+    """(peak RSS of the process tree in bytes, seconds, peak RSS of each process: the driver
+    first, then its children by start order) of one --plan run."""
     command = [IMGSHARD, "convert", "--input", list_path, "--output", list_path + ".out"]
     command += ["--plan", "--num-shards", str(shards), *extra]
     started = time.monotonic()
     job = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     root, peak = psutil.Process(job.pid), 0
+    each: dict[int, int] = {}  # pid -> its own peak
     while job.poll() is None:
         peak = max(peak, tree_rss(root))
+        for p in [root, *_children(root)]:
+            try:
+                each[p.pid] = max(each.get(p.pid, 0), p.memory_info().rss)
+            except psutil.NoSuchProcess:
+                pass
         time.sleep(0.1)
     if job.returncode:
         raise SystemExit(job.stderr.read().decode())
-    return peak, time.monotonic() - started
+    return peak, time.monotonic() - started, list(each.values())
+
+
+def _children(process: psutil.Process) -> list[psutil.Process]:
+    try:
+        return process.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
 
 
 def main() -> None:
@@ -66,11 +80,13 @@ def main() -> None:
         for lines in args.lines:
             path = os.path.join(folder, f"list-{lines}.txt")
             size = write_list(path, lines)
-            peak, seconds = plan_peak(path, args.shards, extra)
+            peak, seconds, each = plan_peak(path, args.shards, extra)
             results.append((lines, peak))
             print(
                 f"{lines:>11,} lines ({size / 1e6:.0f} MB list): peak {peak / 1e6:,.0f} MB "
-                f"(driver + workers), {seconds:.0f} s"
+                f"(driver + workers), {seconds:.0f} s; per process (driver first): "
+                + ", ".join(f"{m / 1e6:,.0f}" for m in each)
+                + " MB"
             )
     for (n0, m0), (n1, m1) in zip(results, results[1:], strict=False):
         print(f"  {n0:,} -> {n1:,} lines: {(m1 - m0) / (n1 - n0):,.0f} bytes per added line")

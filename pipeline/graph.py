@@ -1,10 +1,10 @@
 """The conversion job's graph, top-down in one place.
 
-ReadIndex        list / CSV / folder tree  -> IndexEntry(line, path, label)   (+ rejected)
+ReadIndex        list / CSV / folder tree  -> (line, path, label)   (+ rejected)
 BuildVocabulary  distinct labels           -> Vocabulary                       (side input)
 ChooseShardCount count of entries          -> N                                (side input)
-AssignShard      -> (shard, (key, line, path, label_id))  key = hash(seed, path)
-GroupByShard     only these ~55-byte index entries cross the shuffle
+AssignShard      -> (shard, packed (key, line, path, label_id))  key = hash(seed, path)
+GroupByShard     only these ~58-byte index entries cross the shuffle
 ReadBoxes        with --boxes: box files read in parallel -> file name -> its boxes (side input)
 WriteShard       per shard: read + decode + resize + encode in key order, one atomic file
                  (and its index file), then its journal entry (or, with --resume, the
@@ -28,7 +28,13 @@ from imgshard.transforms.boxes import BoxesError, box_files, merge_boxes, read_b
 from imgshard.transforms.crash_points import crash_point
 from imgshard.transforms.index import read_index
 from imgshard.transforms.labels import DistinctLabels, Vocabulary, build_vocabulary
-from imgshard.transforms.records import IndexEntry, Rejection, SourceInfo
+from imgshard.transforms.records import (
+    IndexEntry,
+    Rejection,
+    SourceInfo,
+    pack_shard_entry,
+    unpack_shard_entry,
+)
 from imgshard.transforms.shard_writer import METRICS_NAMESPACE, WriterConfig, WriteShard
 from imgshard.transforms.sharding import (
     auto_num_shards,
@@ -45,7 +51,11 @@ _TFT_TEMP = ".tft-tmp"
 
 
 class ReadIndexFn(beam.DoFn):
-    """input uri -> IndexEntry; Rejection and SourceInfo to tagged outputs."""
+    """input uri -> (line, path, label); Rejection and SourceInfo to tagged outputs.
+
+    Entries leave as plain tuples: Beam's coder pickles a NamedTuple (113 bytes for an
+    ILSVRC-like entry, class name included) but encodes a tuple natively (50 bytes), and the
+    local runner holds every entry until AssignShard has its side inputs."""
 
     SOURCE = "source"
 
@@ -57,7 +67,7 @@ class ReadIndexFn(beam.DoFn):
         for item in read_index(uri, self._kind, *self._columns):
             if isinstance(item, IndexEntry):
                 crash_point("index_entry")
-                yield item
+                yield tuple(item)
             elif isinstance(item, Rejection):
                 beam.metrics.Metrics.counter(METRICS_NAMESPACE, f"rejected_{item.reason}").inc()
                 yield TaggedOutput(REJECTED, item)
@@ -66,16 +76,16 @@ class ReadIndexFn(beam.DoFn):
 
 
 class AssignShard(beam.DoFn):
-    """IndexEntry -> (shard, (sort_key, line, path, label_id)); unknown labels rejected."""
+    """(line, path, label) -> (shard, pack_shard_entry(sort_key, line, path, label_id));
+    unknown labels rejected."""
 
     def __init__(self, seed: int, shuffle: str):
         self._seed = seed
         self._shuffle = shuffle
 
-    def process(
-        self, entry: IndexEntry, num_shards: int, vocabulary: Vocabulary, source: SourceInfo
-    ):
-        label_id = vocabulary.resolve(entry.label)
+    def process(self, entry: tuple, num_shards: int, vocabulary: Vocabulary, source: SourceInfo):
+        line, path, label = entry
+        label_id = vocabulary.resolve(label)
         if label_id is None:
             beam.metrics.Metrics.counter(
                 METRICS_NAMESPACE, f"rejected_{records.UNKNOWN_LABEL}"
@@ -83,31 +93,32 @@ class AssignShard(beam.DoFn):
             yield TaggedOutput(
                 REJECTED,
                 Rejection(
-                    entry.line,
-                    entry.path,
-                    entry.label,
+                    line,
+                    path,
+                    label,
                     records.UNKNOWN_LABEL,
-                    f"label {entry.label!r} is not in the {vocabulary.kind} vocabulary "
+                    f"label {label!r} is not in the {vocabulary.kind} vocabulary "
                     f"of {len(vocabulary.names)} classes",
                 ),
             )
             return
         if self._shuffle == "global":
-            key = shard_key(self._seed, entry.path)
+            key = shard_key(self._seed, path)
             shard = key % num_shards
         else:
-            key = entry.line
-            shard = contiguous_shard(entry.line, source.lines, num_shards)
-        yield shard, (key, entry.line, entry.path, label_id)
+            key = line
+            shard = contiguous_shard(line, source.lines, num_shards)
+        yield shard, pack_shard_entry(key, line, path, label_id)
 
 
 def _drop_duplicate_paths(path_and_entries, vocabulary: Vocabulary):
-    """(path, [(shard, entry)]) -> the first listing; later ones rejected."""
+    """(path, [(shard, packed entry)]) -> the first listing; later ones rejected."""
     _, shard_entries = path_and_entries
+    shard_entries = [(shard, unpack_shard_entry(packed)) for shard, packed in shard_entries]
     shard_of = {entry[1]: shard for shard, entry in shard_entries}
     kept, rejections = drop_duplicates((entry for _, entry in shard_entries), vocabulary.names)
     for entry in kept:
-        yield shard_of[entry[1]], entry
+        yield shard_of[entry[1]], pack_shard_entry(*entry)
     for rejection in rejections:
         yield TaggedOutput(REJECTED, rejection)
 
@@ -175,7 +186,7 @@ class Indexed(NamedTuple):
     source: object  # AsSingleton(SourceInfo)
     vocabulary: beam.PCollection  # one Vocabulary
     num_shards: beam.PCollection  # one int
-    keyed: beam.PCollection  # (shard, (key, line, path, label_id)), duplicates dropped for
+    keyed: beam.PCollection  # (shard, packed (key, line, path, label_id)), duplicates dropped for
     # --shuffle none (with global keys they meet in one shard, whose writer drops them)
     rejected: list  # PCollections of Rejection
 
@@ -192,13 +203,13 @@ def index_and_assign(
             ReadIndexFn(config.input_kind, config.path_column, config.label_column)
         ).with_outputs(REJECTED, ReadIndexFn.SOURCE, main="entries")
     )
-    entries = index.entries  # IndexEntry(line, path, label)
+    entries = index.entries  # (line, path, label)
     source = AsSingleton(index[ReadIndexFn.SOURCE])
 
     label_kind = "name" if config.input_kind == "folder" else config.label_kind
     vocabulary = (
         entries
-        | "Labels" >> beam.Map(lambda e: e.label)
+        | "Labels" >> beam.Map(lambda e: e[2])
         | "DistinctLabels" >> beam.CombineGlobally(DistinctLabels())
         | "BuildVocabulary"
         >> beam.Map(build_vocabulary, label_kind, given_labels, config.max_int_labels)
@@ -219,7 +230,7 @@ def index_and_assign(
         vocabulary=AsSingleton(vocabulary),
         source=source,
     ).with_outputs(REJECTED, main="keyed")
-    keyed = assigned.keyed  # (shard, (key, line, path, label_id))
+    keyed = assigned.keyed  # (shard, pack_shard_entry(key, line, path, label_id))
     rejected = [index[REJECTED], assigned[REJECTED]]
 
     if config.shuffle == "none":
@@ -227,7 +238,7 @@ def index_and_assign(
         # repeats; list-order shards do not, so repeats are found by a grouping of their own.
         deduped = (
             keyed
-            | "KeyByPath" >> beam.Map(lambda kv: (kv[1][2], kv))
+            | "KeyByPath" >> beam.Map(lambda kv: (unpack_shard_entry(kv[1])[2], kv))
             | "GroupByPath" >> beam.GroupByKey()
             | "DropDuplicatePaths"
             >> beam.FlatMap(_drop_duplicate_paths, AsSingleton(vocabulary)).with_outputs(
@@ -257,7 +268,7 @@ def build_graph(
     source, vocabulary, num_shards = indexed.source, indexed.vocabulary, indexed.num_shards
     rejected = list(indexed.rejected)
 
-    keyed = indexed.keyed  # (shard, (key, line, path, label_id))
+    keyed = indexed.keyed  # (shard, pack_shard_entry(key, line, path, label_id))
 
     boxes = {}
     if config.boxes:  # file name without extension -> its boxes, beside every shard writer

@@ -19,6 +19,7 @@ from apache_beam.pvalue import AsList, AsSingleton, TaggedOutput
 from imgshard.pipeline.graph import REJECTED, index_and_assign
 from imgshard.pipeline.options import ConvertConfig
 from imgshard.transforms.labels import Vocabulary
+from imgshard.transforms.records import unpack_shard_entry
 from imgshard.transforms.shard_writer import shard_name
 from imgshard.transforms.sharding import drop_duplicates
 
@@ -29,9 +30,11 @@ _MAX_CLASS_COLUMNS = 16
 
 
 def _plan_shard(element, vocabulary: Vocabulary):
-    """(shard, [entry or None]) -> (shard, records, {label_id: count}); repeats rejected."""
+    """(shard, [packed entry or None]) -> (shard, records, {label_id: count}); repeats
+    rejected."""
     shard, grouped = element
-    kept, rejections = drop_duplicates([e for e in grouped if e is not None], vocabulary.names)
+    entries = [unpack_shard_entry(e) for e in grouped if e is not None]
+    kept, rejections = drop_duplicates(entries, vocabulary.names)
     counts = collections.Counter(label for _, _, _, label in kept)
     yield shard, len(kept), dict(sorted(counts.items()))
     for rejection in rejections:

@@ -6,6 +6,7 @@ to the image root and a raw label. Image bytes never appear here.
 
 from __future__ import annotations
 
+import struct
 from typing import NamedTuple
 
 __all__ = [
@@ -14,6 +15,8 @@ __all__ = [
     "ShardResult",
     "SourceInfo",
     "REASONS",
+    "pack_shard_entry",
+    "unpack_shard_entry",
 ]
 
 # Why an input did not become a record. Every input ends either as a record or as a
@@ -55,6 +58,24 @@ class IndexEntry(NamedTuple):
     line: int
     path: str
     label: str
+
+
+# What crosses GroupByShard for one input is `(shard, pack_shard_entry(...))`: one bytes
+# value, not a tuple. Beam's local runner keeps every grouped value decoded in the driver until
+# the groups are handed out, and a tuple of four objects (key, line, path, label id) costs
+# ~240 bytes there; this costs len(path) + 53. Encoded it is 58 bytes vs 72 for the tuple.
+_SHARD_ENTRY = struct.Struct(">QQI")  # sort key, line, label id; the UTF-8 path follows
+
+
+def pack_shard_entry(key: int, line: int, path: str, label_id: int) -> bytes:
+    """One input's place in its shard, for the shuffle: see unpack_shard_entry."""
+    return _SHARD_ENTRY.pack(key, line, label_id) + path.encode("utf-8")
+
+
+def unpack_shard_entry(packed: bytes) -> tuple[int, int, str, int]:
+    """(sort key, line, path, label id) of a pack_shard_entry value."""
+    key, line, label_id = _SHARD_ENTRY.unpack_from(packed)
+    return key, line, packed[_SHARD_ENTRY.size :].decode("utf-8"), label_id
 
 
 class Rejection(NamedTuple):

@@ -24,7 +24,7 @@ from imgshard.transforms.image import ImageRejected, ImageSpec, process_image
 from imgshard.transforms.labels import Vocabulary
 from imgshard.transforms.reading import ReadFailed, read_ahead, read_image
 from imgshard.transforms.record_index import index_name, write_index
-from imgshard.transforms.records import Rejection, ShardResult
+from imgshard.transforms.records import Rejection, ShardResult, unpack_shard_entry
 from imgshard.transforms.shard_scan import iter_shard_records
 from imgshard.transforms.sharding import drop_duplicates
 from imgshard.transforms.tfrecord import TFRecordWriter, atomic_output
@@ -193,7 +193,8 @@ def resume_shard(
 
 
 class WriteShard(beam.DoFn):
-    """(shard, [entry or None, ...]) -> ShardResult; rejections to the 'rejected' output.
+    """(shard, [packed entry or None, ...]) -> ShardResult; rejections to the 'rejected'
+    output. Entries come packed (records.pack_shard_entry) and are unpacked one shard at a time.
 
     A None entry is the marker that guarantees every shard id a group, so empty shards are
     still written and the set of file names is always complete.
@@ -212,7 +213,7 @@ class WriteShard(beam.DoFn):
 
     def process(self, element, num_shards: int, vocabulary: Vocabulary, boxes=None):
         shard, grouped = element
-        entries = [e for e in grouped if e is not None]
+        entries = [unpack_shard_entry(e) for e in grouped if e is not None]
         config = self._config
         resumed = resume_shard(shard, num_shards, config) if config.resume else None
         if resumed:
