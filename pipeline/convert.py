@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
-import itertools
 import logging
 import tempfile
 import time
@@ -38,6 +37,14 @@ from imgshard.pipeline.existing_output import prepare_output, run_identity
 from imgshard.pipeline.graph import build_graph
 from imgshard.pipeline.input_sample import check_input_sample
 from imgshard.pipeline.job_failure import WorkerDeaths, explain_failure, stopping_message
+from imgshard.pipeline.local_mode import (
+    COUNT_LIMIT,
+    DEFAULT_IMAGE_SECONDS,
+    LocalWork,
+    cores,
+    estimate_work,
+    local_running_mode,
+)
 from imgshard.pipeline.options import ConvertConfig, add_convert_arguments, config_from_args
 from imgshard.pipeline.plan import build_plan_graph, load_plan
 from imgshard.pipeline.progress import ShardProgress
@@ -78,41 +85,9 @@ def version() -> str:
         return "0+unknown"
 
 
-# How a local run uses the cores, by input size (2 cores, benchmarks/RESULTS.md and
-# benchmarks/README.md): one process costs ~1.8 s before the first image; threads ~2.4 s
-# (Pillow drops the GIL while decoding, resizing and encoding, so 2 threads do ~1.9x the work
-# of one); worker processes ~4 s (spawning and importing Beam in each) but ~5% less per image
-# than threads. Each mode wins up to the next break-even.
-THREADS_FROM_INPUTS = 250
-PROCESSES_FROM_INPUTS = 20_000
-
-
-def _count_inputs(config: ConvertConfig, limit: int) -> int:
-    """Entries in the input, counting no further than `limit` (listing lines, not parsing)."""
-    try:
-        if config.input_kind == "folder":
-            pattern = class_folder_pattern(config.input)
-            return len(FileSystems.match([pattern], limits=[limit])[0].metadata_list)
-        with FileSystems.open(config.input) as f:
-            return sum(1 for _ in itertools.islice(f, limit))
-    except Exception:  # unreadable input: the job reports it
-        return limit
-
-
-def local_running_mode(num_inputs: int) -> tuple[int, str]:
-    """(direct_num_workers, direct_running_mode) for a local run over this many inputs."""
-    if num_inputs < THREADS_FROM_INPUTS:
-        return 1, "in_memory"
-    if num_inputs < PROCESSES_FROM_INPUTS:
-        return 0, "multi_threading"  # 0: one per core
-    return 0, "multi_processing"
-
-
-def pipeline_options(
-    beam_args: list[str], num_inputs: int = PROCESSES_FROM_INPUTS
-) -> PipelineOptions:
+def pipeline_options(beam_args: list[str], work: LocalWork | None = None) -> PipelineOptions:
     """Beam options from the remaining flags; a local run gets the running mode that suits
-    its size (local_running_mode), unless the flags choose one."""
+    its expected work (pipeline/local_mode.py), unless the flags choose one."""
     options = PipelineOptions(beam_args)
 
     def given(flag: str) -> bool:  # get_all_options() cannot tell "--x=default" from absent
@@ -121,7 +96,9 @@ def pipeline_options(
     if not given("runner"):
         options.view_as(StandardOptions).runner = LOCAL_RUNNER
         direct = options.view_as(DirectOptions)
-        workers, mode = local_running_mode(num_inputs)
+        workers, mode = local_running_mode(
+            work or LocalWork(COUNT_LIMIT, DEFAULT_IMAGE_SECONDS), cores()
+        )
         if given("direct_num_workers"):
             workers = direct.direct_num_workers
             if mode == "in_memory" and workers != 1:  # in_memory runs one worker only
@@ -323,7 +300,7 @@ def run(argv: list[str] | None = None) -> ConvertResult:
     args, beam_args = parser.parse_known_args(argv)
     check_unknown_flags(beam_args, parser, allow=args.allow_unknown_flags)
     config = config_from_args(args)
-    options = pipeline_options(beam_args, _count_inputs(config, PROCESSES_FROM_INPUTS))
+    options = pipeline_options(beam_args, estimate_work(config))
     _check_paths_reach_workers(config, options)
     if args.plan:
         return _run_plan(config, options, _preflight(config))

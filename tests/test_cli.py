@@ -74,31 +74,23 @@ def test_beam_workers_do_not_import_tensorflow():
     assert done.stdout.strip() == "[]"
 
 
-def test_local_runs_choose_processes_threads_or_one_process_by_input_size(tmp_path):
+def test_local_runs_get_the_mode_of_their_expected_work_unless_flags_choose_one():
+    # The choice itself: tests/test_local_mode.py
     from apache_beam.options.pipeline_options import DirectOptions
 
-    from imgshard.pipeline.convert import (
-        PROCESSES_FROM_INPUTS,
-        THREADS_FROM_INPUTS,
-        _count_inputs,
-        pipeline_options,
-    )
-    from imgshard.pipeline.options import ConvertConfig
+    from imgshard.pipeline.convert import pipeline_options
+    from imgshard.pipeline.local_mode import LocalWork
 
-    listing = tmp_path / "list.txt"
-    listing.write_text("a.jpg 0\n" * (THREADS_FROM_INPUTS + 5))
-    config = ConvertConfig(input=str(listing), output=str(tmp_path / "o"))
-    assert _count_inputs(config, THREADS_FROM_INPUTS + 100) == THREADS_FROM_INPUTS + 5
-    assert _count_inputs(config, 10) == 10  # stops counting at the limit
+    tiny, huge = LocalWork(10, 0.001), LocalWork(200_000, 0.006)
 
-    def mode(args, num_inputs):
-        direct = pipeline_options(args, num_inputs).view_as(DirectOptions)
+    def mode(args, work):
+        direct = pipeline_options(args, work).view_as(DirectOptions)
         return direct.direct_num_workers, direct.direct_running_mode
 
-    assert mode([], THREADS_FROM_INPUTS - 1) == (1, "in_memory")
-    assert mode([], THREADS_FROM_INPUTS) == (0, "multi_threading")
-    assert mode([], PROCESSES_FROM_INPUTS) == (0, "multi_processing")
-    assert mode(["--direct_num_workers=2"], 10) == (2, "multi_threading")  # asked for
-    assert mode(["--direct_num_workers=3"], PROCESSES_FROM_INPUTS) == (3, "multi_processing")
-    assert mode(["--direct_running_mode=in_memory"], PROCESSES_FROM_INPUTS) == (1, "in_memory")
-    assert mode(["--direct_running_mode=multi_processing"], 10) == (0, "multi_processing")
+    assert mode([], tiny) == (1, "in_memory")
+    assert mode([], huge) == (0, "multi_processing")
+    assert mode([], None) == (0, "multi_processing")  # nothing estimated: the large default
+    assert mode(["--direct_num_workers=2"], tiny) == (2, "multi_threading")  # asked for
+    assert mode(["--direct_num_workers=3"], huge) == (3, "multi_processing")
+    assert mode(["--direct_running_mode=in_memory"], huge) == (1, "in_memory")
+    assert mode(["--direct_running_mode=multi_processing"], tiny) == (0, "multi_processing")

@@ -1,0 +1,179 @@
+"""How a local run uses the cores, chosen by the expected seconds of work rather than a count.
+
+Beam's local runner (FnApiRunner) runs the job in one process, in one thread per core or in
+one worker process per core. Each mode has its start-up cost and its rate for the per-image
+work (2 cores, measured as stated in benchmarks/README.md):
+
+  in_memory         START_SECONDS["in_memory"]          the work on one core
+  multi_threading   START_SECONDS["multi_threading"]    cores x EFFICIENCY: the GIL is held
+                                                        for Example encoding, framing, Beam
+  multi_processing  START_SECONDS["multi_processing"]   cores x EFFICIENCY: spawns and
+                                                        imports Beam in every worker
+
+The work is the number of inputs times what a typical input costs, estimated from a few
+sampled images' headers (file size, format, pixel count; nothing is decoded) with the cost
+model of `image_seconds`. The mode with the smallest expected wall time is chosen.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import random
+from collections.abc import Sequence
+from typing import NamedTuple
+
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
+from imgshard.pipeline.options import ConvertConfig
+from imgshard.transforms.image import ImageSpec, plan_resize
+from imgshard.transforms.index import class_folder_pattern, parse_csv, parse_list
+from imgshard.transforms.index import resolve_image_path as _resolve
+from imgshard.transforms.records import IndexEntry
+
+__all__ = [
+    "ImageProbe",
+    "LocalWork",
+    "estimate_work",
+    "image_seconds",
+    "local_running_mode",
+    "probe_image",
+]
+
+# Seconds before the first image, from a whole run over 10 images (benchmarks/RESULTS.md).
+START_SECONDS = {"in_memory": 2.1, "multi_threading": 2.5, "multi_processing": 4.1}
+# Share of `cores` x one core's per-image rate that each mode reaches (marginal rate between
+# two corpus sizes vs one process running the same per-image function alone).
+EFFICIENCY = {"in_memory": 1.0, "multi_threading": 0.80, "multi_processing": 0.90}
+# Counting stops here: beyond it, worker processes win for any image size.
+COUNT_LIMIT = 200_000
+PROBE_IMAGES = 12
+SAMPLE_FROM = 20_000  # the probed images are drawn from the first this many entries
+# What an input costs when no sampled image could be probed (an ILSVRC-like photo).
+DEFAULT_IMAGE_SECONDS = 0.006
+
+# Core-seconds per image: a fit of transforms.image.process_image on one core of this machine
+# (generated JPEGs from 64x48 to 2048x1536, q90, shorter:256; within ~25% of each size's time),
+# plus Beam's and the writer's per-record work.
+_PER_IMAGE = 0.3e-3 + 0.3e-3  # per call, plus per record (Example, framing, Beam)
+_PER_FILE_BYTE = 14e-9  # entropy decoding grows with the compressed size
+_PER_DECODED_PIXEL = 3.3e-9  # pixels after JPEG draft scaling
+_PER_RESIZED_PIXEL = 15e-9  # ... when they are resized too
+
+
+class ImageProbe(NamedTuple):
+    """What an image's header says, without decoding it."""
+
+    file_bytes: int
+    width: int
+    height: int
+    format: str
+
+
+class LocalWork(NamedTuple):
+    """The work a local run is expected to do."""
+
+    inputs: int  # counted up to COUNT_LIMIT
+    seconds_per_input: float  # on one core
+
+
+def _draft_factor(probe: ImageProbe, out_size: tuple[int, int]) -> int:
+    """The 1/2, 1/4 or 1/8 scale JPEG draft decoding reaches while keeping out_size."""
+    (short, long), (out_short, out_long) = sorted((probe.width, probe.height)), sorted(out_size)
+    factor = 1
+    while factor < 8 and short // (factor * 2) >= out_short and long // (factor * 2) >= out_long:
+        factor *= 2
+    return factor
+
+
+def image_seconds(probe: ImageProbe, spec: ImageSpec) -> float:
+    """Expected core-seconds to read, decode, resize, encode and write one such image."""
+    out_size, _ = plan_resize(probe.width, probe.height, spec.resize, spec.allow_upscale)
+    pixels = probe.width * probe.height
+    resized = out_size != (probe.width, probe.height)
+    if probe.format == "JPEG":
+        pixels //= _draft_factor(probe, out_size) ** 2
+        if spec.resize.mode == "none":  # kept byte for byte, checked by a 1/8 decode
+            pixels, resized = pixels // 64, False
+    work = _PER_IMAGE + _PER_FILE_BYTE * probe.file_bytes + _PER_DECODED_PIXEL * pixels
+    return work + (_PER_RESIZED_PIXEL * pixels if resized else 0.0)
+
+
+def local_running_mode(work: LocalWork, cores: int) -> tuple[int, str]:
+    """(direct_num_workers, direct_running_mode) with the smallest expected wall time."""
+    seconds = work.inputs * work.seconds_per_input
+
+    def wall(mode: str) -> float:
+        parallel = 1 if mode == "in_memory" else cores
+        return START_SECONDS[mode] + seconds / (parallel * EFFICIENCY[mode])
+
+    modes = ["in_memory"] if cores < 2 else list(START_SECONDS)
+    best = min(modes, key=wall)  # ties go to the cheaper start-up: dict order
+    return (1 if best == "in_memory" else 0), best  # 0: one per core
+
+
+def probe_image(path: str) -> ImageProbe | None:
+    """The header of one image, or None if it cannot be read as one (the job will say why)."""
+    from PIL import Image
+
+    try:
+        size = FileSystems.match([path])[0].metadata_list[0].size_in_bytes
+        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+            with Image.open(f) as img:
+                return ImageProbe(size, img.width, img.height, img.format or "unknown")
+    except Exception:
+        return None
+
+
+def _sampled(items, count: int, limit: int) -> tuple[int, list]:
+    """(how many items, up to limit; `count` of the first SAMPLE_FROM drawn at random)."""
+    rng = random.Random(0)
+    chosen: list = []
+    seen = 0
+    items = iter(items)
+    for seen, item in enumerate(itertools.islice(items, min(limit, SAMPLE_FROM)), start=1):
+        if len(chosen) < count:
+            chosen.append(item)
+        elif (j := rng.randrange(seen)) < count:  # reservoir sampling
+            chosen[j] = item
+    return seen + sum(1 for _ in itertools.islice(items, max(0, limit - seen))), chosen
+
+
+def _count_and_sample(config: ConvertConfig, limit: int) -> tuple[int, list[str]]:
+    """Entries in the input (counted up to `limit`) and a few of their image paths."""
+    if config.input_kind == "folder":
+        found = FileSystems.match([class_folder_pattern(config.input)], limits=[limit])
+        count, chosen = _sampled(iter(found[0].metadata_list), PROBE_IMAGES, limit)
+        return count, [m.path for m in chosen]
+    with FileSystems.open(config.input, compression_type=CompressionTypes.AUTO) as f:
+        header = [next(f, b"")] if config.input_kind == "csv" else []
+        count, lines = _sampled(f, PROBE_IMAGES, limit)
+    if config.input_kind == "csv":
+        parsed = parse_csv([*header, *lines], config.path_column, config.label_column)
+    else:
+        parsed = parse_list(lines)
+    paths = [e.path for e in parsed if isinstance(e, IndexEntry)]
+    return count, [_resolve(config.image_root, p) for p in paths]
+
+
+def _typical_seconds(probes: Sequence[ImageProbe], spec: ImageSpec) -> float:
+    if not probes:
+        return DEFAULT_IMAGE_SECONDS
+    return sum(image_seconds(p, spec) for p in probes) / len(probes)
+
+
+def estimate_work(config: ConvertConfig, limit: int = COUNT_LIMIT) -> LocalWork:
+    """Counts the inputs and probes a few images; an unreadable input gets the default
+    (the job reports what is wrong with it)."""
+    try:
+        count, paths = _count_and_sample(config, limit)
+    except Exception:
+        return LocalWork(limit, DEFAULT_IMAGE_SECONDS)
+    probes = [p for p in map(probe_image, paths) if p is not None]
+    return LocalWork(count, _typical_seconds(probes, config.image))
+
+
+def cores() -> int:
+    """The cores this process may use (what Beam's direct_num_workers=0 starts)."""
+    return os.cpu_count() or 1

@@ -1,0 +1,114 @@
+"""The local running mode, chosen from the expected work: input count x probed image cost."""
+
+import io
+
+import pytest
+from PIL import Image
+
+from imgshard.pipeline.local_mode import (
+    COUNT_LIMIT,
+    DEFAULT_IMAGE_SECONDS,
+    ImageProbe,
+    LocalWork,
+    estimate_work,
+    image_seconds,
+    local_running_mode,
+    probe_image,
+)
+from imgshard.pipeline.options import ConvertConfig
+from imgshard.transforms.image import ImageSpec, ResizeSpec
+
+SHORTER_256 = ImageSpec(resize=ResizeSpec("shorter", 256))
+
+
+def _image_bytes(width: int, height: int, fmt: str = "JPEG") -> bytes:
+    gradient = Image.linear_gradient("L").resize((width, height)).convert("RGB")
+    out = io.BytesIO()
+    gradient.save(out, format=fmt, quality=90)
+    return out.getvalue()
+
+
+def _list_of(tmp_path, width: int, height: int, lines: int, files: int = 4) -> ConvertConfig:
+    """A list of `lines` entries over `files` generated images of one size."""
+    data = _image_bytes(width, height)
+    for i in range(files):
+        (tmp_path / f"img{i}.jpg").write_bytes(data)
+    listing = tmp_path / "train.txt"
+    listing.write_text("".join(f"img{i % files}.jpg {i % 3}\n" for i in range(lines)))
+    return ConvertConfig(input=str(listing), output=str(tmp_path / "out"))
+
+
+def test_probe_reads_the_header_and_refuses_what_is_not_an_image(tmp_path):
+    (tmp_path / "a.png").write_bytes(_image_bytes(300, 200, "PNG"))
+    (tmp_path / "b.jpg").write_bytes(b"not an image at all")
+    probe = probe_image(str(tmp_path / "a.png"))
+    assert probe == ImageProbe((tmp_path / "a.png").stat().st_size, 300, 200, "PNG")
+    assert probe_image(str(tmp_path / "b.jpg")) is None
+    assert probe_image(str(tmp_path / "missing.jpg")) is None
+
+
+def test_image_cost_grows_with_pixels_and_jpeg_draft_decoding_saves_it():
+    small = image_seconds(ImageProbe(3_000, 64, 48, "JPEG"), SHORTER_256)
+    photo = image_seconds(ImageProbe(110_000, 500, 375, "JPEG"), SHORTER_256)
+    assert 0.0001 < small < photo / 5 < 0.01 / 5  # an ILSVRC-like photo costs a few ms
+    big = ImageProbe(1_500_000, 4000, 3000, "JPEG")
+    as_png = big._replace(format="PNG")  # no draft decoding: every pixel decoded and resized
+    assert image_seconds(big, SHORTER_256) < image_seconds(as_png, SHORTER_256) / 4
+    kept = ImageSpec(resize=ResizeSpec("none", 0))  # bytes kept: only a 1/8 verify decode
+    assert image_seconds(big, kept) < image_seconds(big, SHORTER_256)
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "lines", "expected"),
+    [
+        (64, 48, 300, (1, "in_memory")),  # ~0.3 s of work: no start-up is repaid
+        (640, 480, 300, (0, "multi_threading")),  # seconds of work: threads start fastest
+        (640, 480, 30_000, (0, "multi_processing")),  # minutes: processes' start-up repaid
+        (64, 48, 3_000, (0, "multi_threading")),
+    ],
+)
+def test_generated_inputs_get_the_mode_their_work_calls_for(
+    tmp_path, width, height, lines, expected
+):
+    work = estimate_work(_list_of(tmp_path, width, height, lines))
+    assert work.inputs == lines
+    assert local_running_mode(work, cores=2) == expected
+
+
+def test_the_same_count_of_larger_images_moves_to_processes_sooner(tmp_path):
+    (tmp_path / "small").mkdir()
+    (tmp_path / "large").mkdir()
+    small = estimate_work(_list_of(tmp_path / "small", 64, 48, 12_000))
+    large = estimate_work(_list_of(tmp_path / "large", 2048, 1536, 12_000))
+    assert large.seconds_per_input > 5 * small.seconds_per_input
+    assert local_running_mode(small, cores=2)[1] == "multi_threading"
+    assert local_running_mode(large, cores=2)[1] == "multi_processing"
+
+
+def test_one_core_always_runs_in_one_process():
+    assert local_running_mode(LocalWork(1_000_000, 0.01), cores=1) == (1, "in_memory")
+
+
+def test_counting_stops_at_the_limit_and_a_folder_and_a_csv_are_probed(tmp_path):
+    config = _list_of(tmp_path, 64, 48, 50)
+    assert estimate_work(config, limit=10).inputs == 10
+    folder = tmp_path / "tree"
+    for label in ("cat", "dog"):
+        (folder / label).mkdir(parents=True)
+        for i in range(3):
+            (folder / label / f"{i}.jpg").write_bytes(_image_bytes(1024, 768))
+    work = estimate_work(ConvertConfig(input=str(folder), output=str(tmp_path / "o")))
+    assert work.inputs == 6 and work.seconds_per_input > 0.004  # probed, not the default
+    csv = tmp_path / "train.csv"
+    csv.write_text("label,filename\n" + "".join(f"0,img{i % 4}.jpg\n" for i in range(7)))
+    work = estimate_work(ConvertConfig(input=str(csv), output=str(tmp_path / "o2")))
+    assert work.inputs == 7 and work.seconds_per_input < 0.002  # the 64x48 images
+
+
+def test_unprobeable_inputs_fall_back_to_the_default_cost(tmp_path):
+    listing = tmp_path / "train.txt"
+    listing.write_text("missing.jpg 0\n" * 5)
+    config = ConvertConfig(input=str(listing), output=str(tmp_path / "out"))
+    assert estimate_work(config) == LocalWork(5, DEFAULT_IMAGE_SECONDS)
+    gone = ConvertConfig(input=str(tmp_path / "nope.txt"), output=str(tmp_path / "out"))
+    assert estimate_work(gone) == LocalWork(COUNT_LIMIT, DEFAULT_IMAGE_SECONDS)
