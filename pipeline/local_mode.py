@@ -41,11 +41,13 @@ __all__ = [
     "probe_image",
 ]
 
-# Seconds before the first image, from a whole run over 10 images (benchmarks/RESULTS.md).
+# Seconds before the first image: whole runs over 10 images on an idle machine (medians of
+# 5, benchmarks/README.md). A loaded machine stretches all three, processes' most.
 START_SECONDS = {"in_memory": 2.1, "multi_threading": 2.5, "multi_processing": 4.1}
-# Share of `cores` x one core's per-image rate that each mode reaches (marginal rate between
-# two corpus sizes vs one process running the same per-image function alone).
-EFFICIENCY = {"in_memory": 1.0, "multi_threading": 0.80, "multi_processing": 0.90}
+# Marginal rate of each mode as a share of `cores` x one core's rate (the bare pool of the
+# same per-image function): threads 0.71-0.78, worker processes 0.82-0.88 in the measurements
+# of benchmarks/README.md; a tie between the two goes to threads at ~20 core-seconds of work.
+EFFICIENCY = {"in_memory": 1.0, "multi_threading": 0.75, "multi_processing": 0.85}
 # Counting stops here: beyond it, worker processes win for any image size.
 COUNT_LIMIT = 200_000
 PROBE_IMAGES = 12
