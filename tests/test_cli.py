@@ -79,17 +79,18 @@ def test_local_runs_get_the_mode_of_their_expected_work_unless_flags_choose_one(
     from apache_beam.options.pipeline_options import DirectOptions
 
     from imgshard.pipeline.convert import pipeline_options
-    from imgshard.pipeline.local_mode import LocalWork
+    from imgshard.pipeline.local_mode import LocalWork, cores
 
     tiny, huge = LocalWork(10, 0.001), LocalWork(200_000, 0.006)
+    parallel = (0, "multi_processing") if cores() > 1 else (1, "in_memory")
 
     def mode(args, work):
         direct = pipeline_options(args, work).view_as(DirectOptions)
         return direct.direct_num_workers, direct.direct_running_mode
 
     assert mode([], tiny) == (1, "in_memory")
-    assert mode([], huge) == (0, "multi_processing")
-    assert mode([], None) == (0, "multi_processing")  # nothing estimated: the large default
+    assert mode([], huge) == parallel
+    assert mode([], None) == parallel  # nothing estimated: the large default
     assert mode(["--direct_num_workers=2"], tiny) == (2, "multi_threading")  # asked for
     assert mode(["--direct_num_workers=3"], huge) == (3, "multi_processing")
     assert mode(["--direct_running_mode=in_memory"], huge) == (1, "in_memory")
