@@ -33,8 +33,11 @@ from imgshard.transforms.index import resolve_image_path as _resolve
 from imgshard.transforms.records import IndexEntry
 
 __all__ = [
+    "COUNT_LIMIT",
+    "DEFAULT_IMAGE_SECONDS",
     "ImageProbe",
     "LocalWork",
+    "cores",
     "estimate_work",
     "image_seconds",
     "local_running_mode",
