@@ -8,7 +8,7 @@ portable FnApiRunner (what DirectRunner ends up using, minus its offline attempt
 the Prism runner), in one process, threads or worker processes by input size.
 
 Before the job starts, the output is checked and the run's identity recorded in its journal
-(transforms/journal.py): an existing output is only resumed by the same configuration.
+(pipeline/journal.py): an existing output is only resumed by the same configuration.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import uuid
 from dataclasses import dataclass
 
 import apache_beam as beam
-from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import (
     DirectOptions,
@@ -33,6 +32,7 @@ from apache_beam.options.pipeline_options import (
     TestOptions,
 )
 
+from imgshard.pipeline import journal, metadata
 from imgshard.pipeline.errors import ConversionError
 from imgshard.pipeline.existing_output import prepare_output, run_identity
 from imgshard.pipeline.graph import build_graph
@@ -41,10 +41,18 @@ from imgshard.pipeline.job_failure import WorkerDeaths, explain_failure, stoppin
 from imgshard.pipeline.options import ConvertConfig, add_convert_arguments, config_from_args
 from imgshard.pipeline.plan import build_plan_graph, load_plan
 from imgshard.pipeline.progress import ShardProgress
+from imgshard.pipeline.run_checks import (
+    LOCAL_RUNNERS,
+    check_analyze_runs_here,
+    check_inputs,
+    check_paths_reach_workers,
+    check_result,
+    runner_name,
+)
+from imgshard.pipeline.shard_writer import METRICS_NAMESPACE
 from imgshard.pipeline.unknown_flags import add_unknown_flags_argument, check_unknown_flags
-from imgshard.transforms import journal, metadata
 from imgshard.transforms.index import class_folder_pattern
-from imgshard.transforms.shard_writer import METRICS_NAMESPACE
+from imgshard.transforms.storage import remove_files, remove_tree
 
 __all__ = ["ConversionError", "ConvertResult", "run"]
 
@@ -134,99 +142,6 @@ def pipeline_options(
     return options
 
 
-def _load_labels(path: str | None) -> list[str] | None:
-    if path is None:
-        return None
-    try:
-        with FileSystems.open(path) as f:
-            names = [line.strip() for line in f.read().decode("utf-8-sig").splitlines()]
-    except (OSError, BeamIOError, UnicodeDecodeError) as e:
-        raise ConversionError(f"--labels {path} cannot be read: {e}") from None
-    names = [n for n in names if n]
-    if not names:
-        raise ConversionError(f"--labels {path} lists no class names")
-    return names
-
-
-# Runners whose workers share this machine's disk.
-_LOCAL_RUNNERS = (
-    "FnApiRunner",
-    "DirectRunner",
-    "BundleBasedDirectRunner",
-    "SwitchingDirectRunner",
-    "PrismRunner",
-)
-
-
-def _runner_name(options: PipelineOptions) -> str:
-    """The runner's class name, whether given by name or by dotted path."""
-    return str(options.view_as(StandardOptions).runner or "").rsplit(".", 1)[-1]
-
-
-def _workers_run_here(options: PipelineOptions) -> bool:
-    """A local runner, or a portable one whose workers are this process (LOOPBACK)."""
-    loopback = options.get_all_options().get("environment_type") == "LOOPBACK"
-    return _runner_name(options) in _LOCAL_RUNNERS or loopback
-
-
-def _check_paths_reach_workers(config: ConvertConfig, options: PipelineOptions) -> None:
-    """Dataflow workers never see this disk: refuse local paths. Portable runners (Flink) may
-    run workers here or elsewhere: warn."""
-    runner = _runner_name(options)
-    local = [
-        f"--{name.replace('_', '-')} {value}"
-        for name, value in (
-            ("input", config.input),
-            ("image_root", config.image_root),
-            ("output", config.output),
-        )
-        if "://" not in value
-    ]
-    if not local or _workers_run_here(options):
-        return
-    message = f"the {runner} workers may not see this machine's disk: {', '.join(local)}"
-    if runner == "DataflowRunner":
-        raise ConversionError(f"{message}; put the list, the images and the output on gs://")
-    _LOG.warning("%s; fine for workers on this machine, otherwise use gs://", message)
-
-
-def _check_analyze_runs_here(config: ConvertConfig, options: PipelineOptions) -> None:
-    """--analyze runs tf.Transform on the workers; only workers of this machine's environment
-    have TensorFlow (the sdist and deploy/Dockerfile ship the conversion's dependencies only).
-    Refused before anything is written, not after every shard."""
-    if config.analyze and not _workers_run_here(options):
-        raise ConversionError(
-            f"--analyze needs TensorFlow and tf.Transform on the workers, and the "
-            f"{_runner_name(options)} workers do not have them (the worker image and sdist "
-            "ship the conversion's "
-            "dependencies only). Convert there without --analyze, or run --analyze locally "
-            "(no --runner)"
-        )
-
-
-def _preflight(config: ConvertConfig) -> list[str] | None:
-    if config.input_kind == "folder":  # on GCS a folder is a prefix, not an object
-        if (config.output + "/").startswith(config.input.rstrip("/") + "/"):
-            # its shards would be listed as the images of a class on the next run
-            raise ConversionError(
-                f"--output {config.output} is inside the --input folder {config.input}; "
-                "write it elsewhere"
-            )
-        pattern = class_folder_pattern(config.input)
-        if not FileSystems.match([pattern], limits=[1])[0].metadata_list:
-            raise ConversionError(
-                f"--input {config.input} holds no images in class folders ({pattern})"
-            )
-    elif not FileSystems.exists(config.input):
-        raise ConversionError(f"--input {config.input} does not exist")
-    else:
-        with FileSystems.open(config.input) as f:
-            start = f.read(2)
-        if start in (b"\xff\xfe", b"\xfe\xff"):  # every line would be rejected as not UTF-8
-            raise ConversionError(f"--input {config.input} is UTF-16 text; save it as UTF-8")
-    return _load_labels(config.labels_file)
-
-
 def _counters(result) -> dict[str, int]:
     try:
         found = result.metrics().query(
@@ -239,23 +154,6 @@ def _counters(result) -> dict[str, int]:
         name = counter.key.metric.name
         totals[name] = totals.get(name, 0) + (counter.committed or counter.attempted or 0)
     return totals
-
-
-def _check_result(meta: dict, config: ConvertConfig) -> None:
-    inputs = meta["num_inputs"]
-    rejected = meta["num_rejected"]
-    if meta["num_records"] == 0:
-        detail = ", ".join(f"{k}: {v}" for k, v in meta["rejected"]["by_reason"].items())
-        raise ConversionError(
-            f"no record was written from {inputs} inputs"
-            + (f" (rejected: {detail}; see {meta['rejected']['file']})" if detail else "")
-        )
-    if inputs and rejected / inputs > config.max_reject_fraction:
-        raise ConversionError(
-            f"{rejected} of {inputs} inputs ({rejected / inputs:.2%}) were rejected, more than "
-            f"--max-reject-fraction {config.max_reject_fraction}; reasons and lines are in "
-            f"{FileSystems.join(config.output, meta['rejected']['file'])}"
-        )
 
 
 def _raise_explained(
@@ -280,7 +178,7 @@ def _run_plan(
 ) -> ConvertResult:
     """The index stages only (pipeline/plan.py); the plan comes back through a temporary file,
     local or under --temp_location for workers elsewhere."""
-    local = _runner_name(options) in _LOCAL_RUNNERS
+    local = runner_name(options) in LOCAL_RUNNERS
     if local:
         folder = tempfile.mkdtemp(prefix="imgshard-plan-")
     else:
@@ -302,9 +200,9 @@ def _run_plan(
         raise ConversionError(message) from None
     finally:
         if local:
-            metadata.remove_tree(folder)
+            remove_tree(folder)
         else:
-            metadata.remove_files([plan_path])
+            remove_files([plan_path])
     return ConvertResult(config.output, {}, time.time() - started, _counters(result), plan=plan)
 
 
@@ -324,11 +222,11 @@ def run(argv: list[str] | None = None) -> ConvertResult:
     check_unknown_flags(beam_args, parser, allow=args.allow_unknown_flags)
     config = config_from_args(args)
     options = pipeline_options(beam_args, _count_inputs(config, PROCESSES_FROM_INPUTS))
-    _check_paths_reach_workers(config, options)
+    check_paths_reach_workers(config, options)
     if args.plan:
-        return _run_plan(config, options, _preflight(config))
-    _check_analyze_runs_here(config, options)
-    given_labels = _preflight(config)
+        return _run_plan(config, options, check_inputs(config))
+    check_analyze_runs_here(config, options)
+    given_labels = check_inputs(config)
     check_input_sample(config, given_labels)
     dry_run = options.view_as(TestOptions).dry_run
     fingerprint, input_hash = "", None
@@ -358,7 +256,7 @@ def run(argv: list[str] | None = None) -> ConvertResult:
         result = pipeline.run()
         return ConvertResult(config.output, {}, time.time() - started, {}, result.job)
     poll_seconds = (
-        2.0 if _runner_name(options) in _LOCAL_RUNNERS else 30.0
+        2.0 if runner_name(options) in LOCAL_RUNNERS else 30.0
     )  # listing gs:// costs requests
     deaths = WorkerDeaths(show=_LOG.isEnabledFor(logging.DEBUG))
     progress = ShardProgress(
@@ -378,7 +276,7 @@ def run(argv: list[str] | None = None) -> ConvertResult:
     meta = metadata.load_metadata(config.output)
     outcome = ConvertResult(config.output, meta, seconds, _counters(result))
     try:
-        _check_result(meta, config)
+        check_result(meta, config)
     except ConversionError as failed:
         failed.result = outcome
         raise

@@ -1,7 +1,7 @@
 """What a run does with an output folder that is not empty: refuse, resume or replace.
 
 A run records its identity (settings, input hash, labels file hash, tool version) in the
-output's journal before it starts (transforms/journal.py); `--resume` continues only a run of
+output's journal before it starts (pipeline/journal.py); `--resume` continues only a run of
 the same identity, `--overwrite` clears the old run's claims first, and anything else is
 refused, so old and new shards are never silently mixed.
 """
@@ -15,12 +15,12 @@ import os
 
 from apache_beam.io.filesystems import FileSystems
 
+from imgshard.pipeline import journal, metadata
 from imgshard.pipeline.errors import ConversionError
 from imgshard.pipeline.options import ConvertConfig
-from imgshard.transforms import journal, metadata
 from imgshard.transforms.boxes import boxes_source_sha256
 from imgshard.transforms.index import input_sha256
-from imgshard.transforms.tfrecord import TMP_MARKER
+from imgshard.transforms.storage import TMP_MARKER, remove_files, remove_tree
 
 __all__ = ["prepare_output", "run_identity"]
 
@@ -122,8 +122,8 @@ def prepare_output(config: ConvertConfig, identity: dict) -> str:
         )
     if existing:  # --overwrite
         _refuse_another_split(config)
-        metadata.remove_files([FileSystems.join(config.output, metadata.DATASET_JSON)])
-        metadata.remove_tree(journal.journal_dir(config.output, config.split))
+        remove_files([FileSystems.join(config.output, metadata.DATASET_JSON)])
+        remove_tree(journal.journal_dir(config.output, config.split))
         metadata.remove_rejected_fragments(config.output, config.split)
     journal.write_run(config.output, config.split, identity)
     return fingerprint

@@ -21,15 +21,16 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.pvalue import AsDict, AsList, AsSingleton, TaggedOutput
 
+from imgshard.pipeline import metadata
+from imgshard.pipeline.analysis import TRANSFORM_DIR
 from imgshard.pipeline.options import ConvertConfig
-from imgshard.transforms import metadata, records
-from imgshard.transforms.analysis import TRANSFORM_DIR
+from imgshard.pipeline.seams import crash_point
+from imgshard.pipeline.shard_writer import METRICS_NAMESPACE, WriterConfig, WriteShard
+from imgshard.transforms import records
 from imgshard.transforms.boxes import BoxesError, box_files, merge_boxes, read_box_file
-from imgshard.transforms.crash_points import crash_point
 from imgshard.transforms.index import read_index
 from imgshard.transforms.labels import DistinctLabels, Vocabulary, build_vocabulary
 from imgshard.transforms.records import IndexEntry, Rejection, SourceInfo
-from imgshard.transforms.shard_writer import METRICS_NAMESPACE, WriterConfig, WriteShard
 from imgshard.transforms.sharding import (
     auto_num_shards,
     contiguous_shard,
@@ -37,6 +38,7 @@ from imgshard.transforms.sharding import (
     estimated_record_bytes,
     shard_key,
 )
+from imgshard.transforms.storage import remove_tree
 
 __all__ = ["Indexed", "build_graph", "index_and_assign"]
 
@@ -144,7 +146,7 @@ class Finalize(beam.DoFn):
         )
         if self._config.analyze:
             meta["transform_fn"] = TRANSFORM_DIR
-            metadata.remove_tree(FileSystems.join(self._config.output, _TFT_TEMP))
+            remove_tree(FileSystems.join(self._config.output, _TFT_TEMP))
         metadata.write_outputs(self._config.output, meta, (), vocabulary, fragments)
         crash_point("finalize_after_dataset_json")
         metadata.remove_stale_files(
@@ -250,7 +252,7 @@ def build_graph(
     """Adds the conversion to `p`.
 
     Args:
-      fingerprint: the run's identity; shards are journaled under it (transforms/journal.py).
+      fingerprint: the run's identity; shards are journaled under it (pipeline/journal.py).
       input_sha256: the input's hash when the run started; finalize refuses a changed input.
     """
     indexed = index_and_assign(p, config, given_labels)
@@ -321,7 +323,7 @@ def build_graph(
 
     analyzed = {}
     if config.analyze:
-        from imgshard.transforms.analysis import AnalyzeImages, class_summaries
+        from imgshard.pipeline.analysis import AnalyzeImages, class_summaries
 
         class_rows = vocabulary | "ClassSummaries" >> beam.FlatMap(
             lambda v: class_summaries(v.names)

@@ -43,7 +43,7 @@ class ConvertConfig:
       max_reject_fraction: fail the run (after writing everything) above this share of rejects.
       overwrite: replace an existing output of this split.
       resume: continue an interrupted run of the same configuration into `output`, keeping
-        the shards it finished (transforms/journal.py); starts afresh into an empty output.
+        the shards it finished (pipeline/journal.py); starts afresh into an empty output.
       allow_outside_root: accept list paths that resolve outside `image_root` (`..`, other
         absolute paths, symlinks leading out of it); rejected by default.
       analyze: compute dataset statistics with tf.Transform and write {output}/transform_fn.

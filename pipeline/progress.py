@@ -14,7 +14,7 @@ import time
 
 from apache_beam.io.filesystems import FileSystems
 
-from imgshard.transforms import journal
+from imgshard.pipeline import journal
 
 __all__ = ["ShardProgress"]
 

@@ -16,9 +16,9 @@ from helpers import (
     sorted_dataset,
     write,
 )
+from imgshard.audit.mixing import distinct_ratio
 from imgshard.pipeline import ConversionError
 from imgshard.transforms import records
-from imgshard.transforms.mixing import distinct_ratio
 
 
 def shard_bytes(output) -> dict[str, bytes]:

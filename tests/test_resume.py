@@ -7,8 +7,8 @@ import pytest
 
 from helpers import all_files, convert, jpeg, shard_files, sorted_dataset, write
 from imgshard.pipeline import ConversionError, existing_output
-from imgshard.transforms.journal import journal_dir
-from imgshard.transforms.tfrecord import TMP_MARKER
+from imgshard.pipeline.journal import journal_dir
+from imgshard.transforms.storage import TMP_MARKER
 
 
 @pytest.fixture

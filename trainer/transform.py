@@ -18,7 +18,7 @@ import tensorflow as tf
 
 __all__ = ["TransformInfo", "load_transform", "transform_images"]
 
-CLASS_VOCABULARY = "class_frequencies"  # the name transforms/analysis.py gives it
+CLASS_VOCABULARY = "class_frequencies"  # the name pipeline/analysis.py gives it
 
 
 @dataclass

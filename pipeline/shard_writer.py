@@ -15,19 +15,20 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from imgshard.transforms import journal
-from imgshard.transforms.analysis import image_summary
+from imgshard.audit.shard_scan import iter_shard_records
+from imgshard.pipeline import journal
+from imgshard.pipeline.analysis import image_summary
+from imgshard.pipeline.seams import crash_point
 from imgshard.transforms.boxes import Box, boxes_key, transform_boxes
-from imgshard.transforms.crash_points import crash_point
 from imgshard.transforms.example import decode_example, image_example
 from imgshard.transforms.image import ImageRejected, ImageSpec, process_image
 from imgshard.transforms.labels import Vocabulary
 from imgshard.transforms.reading import ReadFailed, read_ahead, read_image
 from imgshard.transforms.record_index import index_name, write_index
 from imgshard.transforms.records import Rejection, ShardResult
-from imgshard.transforms.shard_scan import iter_shard_records
 from imgshard.transforms.sharding import drop_duplicates
-from imgshard.transforms.tfrecord import TFRecordWriter, atomic_output
+from imgshard.transforms.storage import atomic_output
+from imgshard.transforms.tfrecord import TFRecordWriter
 
 __all__ = [
     "FORMATS",
@@ -66,7 +67,7 @@ class WriterConfig:
     label_offset: added to every 0-based id written to image/class/label.
     summaries: also return a statistics summary of every written image (--analyze).
     allow_outside_root: read list paths that resolve outside image_root.
-    fingerprint: the run's identity (transforms/journal.py); when set, every written shard
+    fingerprint: the run's identity (pipeline/journal.py); when set, every written shard
       is journaled with its size and SHA-256.
     resume: skip a shard whose journal entry is this run's and whose file still matches it.
     boxes: write image/object/bbox/* features (--boxes), from the boxes given to write_shard.

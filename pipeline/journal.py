@@ -19,7 +19,7 @@ import json
 from apache_beam.io.filesystems import FileSystems
 
 from imgshard.transforms.records import Rejection, ShardResult
-from imgshard.transforms.tfrecord import atomic_output
+from imgshard.transforms.storage import atomic_output
 
 __all__ = [
     "RUN_FILE",

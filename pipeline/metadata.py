@@ -10,12 +10,12 @@ from collections.abc import Iterable, Mapping
 
 from apache_beam.io.filesystems import FileSystems
 
-from imgshard.transforms.crash_points import crash_point
-from imgshard.transforms.journal import journal_dir
+from imgshard.pipeline.journal import journal_dir
+from imgshard.pipeline.seams import crash_point
 from imgshard.transforms.labels import Vocabulary
 from imgshard.transforms.record_index import INDEX_SUFFIX
 from imgshard.transforms.records import REASONS, Rejection, ShardResult, SourceInfo
-from imgshard.transforms.tfrecord import TMP_MARKER, atomic_output
+from imgshard.transforms.storage import TMP_MARKER, atomic_output, remove_tree
 
 __all__ = [
     "DATASET_JSON",
@@ -25,10 +25,8 @@ __all__ = [
     "load_metadata",
     "output_files",
     "rejected_name",
-    "remove_files",
     "remove_rejected_fragments",
     "remove_stale_files",
-    "remove_tree",
     "write_outputs",
     "write_rejected_fragment",
 ]
@@ -209,23 +207,6 @@ def output_files(metadata: dict) -> list[str]:
     """The shard and index file names a dataset.json lists."""
     names = [s["name"] for s in metadata["shards"]]
     return names + [s["index"]["name"] for s in metadata["shards"] if "index" in s]
-
-
-def remove_files(paths: Iterable[str]) -> None:
-    """Deletes those of `paths` that exist."""
-    present = [p for p in paths if FileSystems.exists(p)]
-    if present:
-        FileSystems.delete(present)
-
-
-def remove_tree(path: str) -> None:
-    """Deletes a folder (local) or every object under a prefix (gs://), if it exists."""
-    if "://" in path:  # a prefix is no object: exists() is False and delete() needs the objects
-        found = FileSystems.match([FileSystems.join(path, "**")])[0].metadata_list
-        if found:
-            FileSystems.delete([m.path for m in found])
-    elif FileSystems.exists(path):
-        FileSystems.delete([path])
 
 
 def load_metadata(output: str) -> dict:
