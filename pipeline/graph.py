@@ -21,15 +21,15 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.pvalue import AsDict, AsList, AsSingleton, TaggedOutput
 
-from imgshard.pipeline.options import ConvertConfig
+from imgshard.pipeline.options import ConvertConfig, writer_config
 from imgshard.transforms import metadata, records
 from imgshard.transforms.analysis import TRANSFORM_DIR
 from imgshard.transforms.boxes import BoxesError, box_files, merge_boxes, read_box_file
 from imgshard.transforms.crash_points import crash_point
 from imgshard.transforms.index import read_index
-from imgshard.transforms.labels import DistinctLabels, Vocabulary, build_vocabulary
-from imgshard.transforms.records import IndexEntry, Rejection, SourceInfo
-from imgshard.transforms.shard_writer import METRICS_NAMESPACE, WriterConfig, WriteShard
+from imgshard.transforms.labels import LabelSet, Vocabulary, build_vocabulary
+from imgshard.transforms.records import REJECTED, IndexEntry, Rejection, SourceInfo
+from imgshard.transforms.shard_writer import METRICS_NAMESPACE, WriteShard
 from imgshard.transforms.sharding import (
     auto_num_shards,
     contiguous_shard,
@@ -40,7 +40,6 @@ from imgshard.transforms.sharding import (
 
 __all__ = ["Indexed", "build_graph", "index_and_assign"]
 
-REJECTED = "rejected"
 _TFT_TEMP = ".tft-tmp"
 
 
@@ -199,13 +198,11 @@ def index_and_assign(
     vocabulary = (
         entries
         | "Labels" >> beam.Map(lambda e: e.label)
-        | "DistinctLabels" >> beam.CombineGlobally(DistinctLabels())
+        | "DistinctLabels" >> beam.CombineGlobally(LabelSet())
         | "BuildVocabulary"
         >> beam.Map(build_vocabulary, label_kind, given_labels, config.max_int_labels)
     )
-    record_bytes = estimated_record_bytes(
-        config.image.resize.mode, config.image.resize.width, config.image.resize.height
-    )
+    record_bytes = estimated_record_bytes(config.image.resize)
     num_shards = (
         entries
         | "CountEntries" >> beam.combiners.Count.Globally()
@@ -279,28 +276,13 @@ def build_graph(
         | "GroupByShard" >> beam.GroupByKey()
         | "WriteShard"
         >> beam.ParDo(
-            WriteShard(
-                WriterConfig(
-                    config.output,
-                    config.split,
-                    config.image_root,
-                    config.image,
-                    config.label_offset,
-                    summaries=config.analyze,
-                    allow_outside_root=config.allow_outside_root,
-                    fingerprint=fingerprint,
-                    resume=config.resume,
-                    boxes=bool(config.boxes),
-                    index_files=config.index_files,
-                    format=config.format,
-                )
-            ),
+            WriteShard(writer_config(config, fingerprint)),
             num_shards=AsSingleton(num_shards),
             vocabulary=AsSingleton(vocabulary),
             **boxes,
-        ).with_outputs(WriteShard.REJECTED, WriteShard.SUMMARIES, main="shards")
+        ).with_outputs(REJECTED, WriteShard.SUMMARIES, main="shards")
     )
-    rejected.append(written[WriteShard.REJECTED])
+    rejected.append(written[REJECTED])
     all_rejected = rejected | "CollectRejected" >> beam.Flatten()
     rejected_counts = (
         all_rejected

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Sequence
 
+from imgshard.transforms.image import ResizeSpec
 from imgshard.transforms.records import DUPLICATE_PATH, Rejection
 
 __all__ = [
@@ -43,16 +44,16 @@ def contiguous_shard(line: int, total_lines: int, num_shards: int) -> int:
     return min(num_shards - 1, (line - 1) * num_shards // max(1, total_lines))
 
 
-def estimated_record_bytes(resize_mode: str, side: int, height: int) -> int:
+def estimated_record_bytes(resize: ResizeSpec) -> int:
     """A rough JPEG size (quality ~90) of one record, for choosing the shard count."""
-    if resize_mode == "none":
+    if resize.mode == "none":
         return 110_000  # ILSVRC2012's mean original JPEG
-    if resize_mode == "fixed":
-        pixels = side * height
-    elif resize_mode == "shorter":
-        pixels = side * side * 4 // 3  # a 4:3 photo
+    if resize.mode == "fixed":
+        pixels = resize.width * resize.height
+    elif resize.mode == "shorter":
+        pixels = resize.side * resize.side * 4 // 3  # a 4:3 photo
     else:
-        pixels = side * side * 3 // 4
+        pixels = resize.side * resize.side * 3 // 4
     return max(2_000, int(pixels * 0.4))  # ~3.2 bits per pixel
 
 
