@@ -282,7 +282,8 @@ def _raise_explained(
         names = journal.journaled_shards(config.output, config.split, fingerprint)
     except Exception:  # the store is unreachable too: the message counts none
         names = []
-    total = parse_shard_name(names[0]).num_shards if names else None
+    parsed = parse_shard_name(names[0]) if names else None
+    total = parsed.num_shards if parsed else None
     message = explain_failure(failed, argv, exits, (len(names), total))
     if message is None:
         return
