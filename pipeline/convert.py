@@ -109,19 +109,19 @@ def local_running_mode(num_inputs: int) -> tuple[int, str]:
     return 0, "multi_processing"
 
 
-# The Beam flags that decide where and how a local run works. get_all_options() cannot tell
-# `--x=default` from absent, so these are parsed once more with no defaults: whatever is in
-# the namespace afterwards was given, in any spelling argparse accepts (`--x=v`, `--x v`).
-_LOCAL_MODE_FLAGS = argparse.ArgumentParser(
-    add_help=False, allow_abbrev=False, argument_default=argparse.SUPPRESS
-)
-for _flag in ("runner", "direct_num_workers", "direct_running_mode"):
-    _LOCAL_MODE_FLAGS.add_argument(f"--{_flag}")
-
-
 def _given_local_mode_flags(beam_args: list[str]) -> set[str]:
-    """Which of runner, direct_num_workers and direct_running_mode the flags set."""
-    given, _ = _LOCAL_MODE_FLAGS.parse_known_args(beam_args)
+    """Which of runner, direct_num_workers and direct_running_mode the flags set.
+
+    get_all_options() cannot tell `--x=default` from absent, so these are parsed once more
+    with no defaults: what is in the namespace afterwards was given, in any spelling argparse
+    accepts (`--x=v`, `--x v`).
+    """
+    parser = argparse.ArgumentParser(
+        add_help=False, allow_abbrev=False, argument_default=argparse.SUPPRESS
+    )
+    for flag in ("runner", "direct_num_workers", "direct_running_mode"):
+        parser.add_argument(f"--{flag}")
+    given, _ = parser.parse_known_args(beam_args)
     return set(vars(given))
 
 

@@ -1,7 +1,9 @@
 """`imgshard convert` settings, each declared once: a ConvertConfig field (its name, type and
 default) carrying its flag (`setting(...)`: help text, choices, parser). The argparse flags,
 the validated frozen config and the shard writer's settings (`writer_config`) are all made
-from those fields.
+from those fields, and dataset.json's `settings` are those fields less the ones marked
+`run_only`. A new setting is one field of ConvertConfig (or one of ImageSpec and its
+IMAGE_FLAGS entry).
 
 Only the job's own flags live here; every other flag (runner, workers, project, ...) is
 passed straight to Beam's PipelineOptions.
@@ -56,11 +58,16 @@ class Flag:
 
 _FLAG = "imgshard.flag"  # field metadata key: the field's Flag
 _NESTED = "imgshard.flags"  # field metadata key: a settings dataclass, its fields' Flags
+_RUN_ONLY = "imgshard.run_only"  # field metadata key: left out of dataset.json
 
 
-def setting(default=MISSING, **flag) -> typing.Any:
-    """A ConvertConfig field with its flag (keyword arguments of Flag); no default: required."""
-    return field(default=default, metadata={_FLAG: Flag(**flag)})
+def setting(default=MISSING, *, run_only: bool = False, **flag) -> typing.Any:
+    """A ConvertConfig field with its flag (keyword arguments of Flag); no default: required.
+
+    run_only: the setting decides how or whether the run goes ahead, not the output's bytes,
+      so dataset.json (and the run's fingerprint) leave it out.
+    """
+    return field(default=default, metadata={_FLAG: Flag(**flag), _RUN_ONLY: run_only})
 
 
 def _absolute(path: str) -> str:
@@ -111,6 +118,7 @@ class ConvertConfig:
       image_root: default: the list's folder (the folder itself for a class-folder input).
       input_kind: "list", "csv" or "folder" (detected from the input when not given).
       num_shards: 0 chooses one for ~150 MB files.
+      split: also the prefix of the rejected report, `{split}-rejected.jsonl`.
       seed: same inputs and seed give byte-identical shards.
       shuffle: "global" (keyed shuffle) or "none" (list order, to demonstrate the bug).
       image: decode/resize/encode settings (their flags: IMAGE_FLAGS).
@@ -128,7 +136,7 @@ class ConvertConfig:
         help="list file ('path label' lines), CSV with a header, or a folder "
         "root/<class>/<image>; local or gs://",
     )
-    output: str = setting(help="output folder, local or gs://")
+    output: str = setting(help="output folder, local or gs://", run_only=True)
     image_root: str = setting(
         "", help="folder relative list paths resolve against (default: the list's)"
     )
@@ -159,6 +167,7 @@ class ConvertConfig:
     )
     max_int_labels: int = setting(
         0,
+        run_only=True,
         help="largest integer-label vocabulary accepted (default 0: 10x the distinct labels, "
         "at least 1000)",
     )
@@ -166,11 +175,13 @@ class ConvertConfig:
     label_column: str | None = setting(None, help="CSV column holding the label")
     max_reject_fraction: float = setting(
         0.001,
+        run_only=True,
         help="exit non-zero when more inputs than this are rejected (default: 0.001)",
     )
-    overwrite: bool = setting(False, help="replace an existing output of this split")
+    overwrite: bool = setting(False, run_only=True, help="replace an existing output of this split")
     resume: bool = setting(
         False,
+        run_only=True,
         help="continue an interrupted run of the same settings, keeping its verified shards",
     )
     allow_outside_root: bool = setting(
@@ -256,13 +267,14 @@ class ConvertConfig:
     def to_json_dict(self) -> dict:
         """The settings that decide the output's bytes, for dataset.json.
 
-        Paths and numbers only, nothing secret. The output folder itself is left out, so an
-        output copied elsewhere (e.g. to gs://) still describes itself correctly.
+        Paths and numbers only, nothing secret. The `run_only` settings are left out: the
+        output folder itself, so an output copied elsewhere (e.g. to gs://) still describes
+        itself correctly, and those deciding whether the run goes ahead, not its bytes.
         """
         settings = asdict(self)
-        for run_only in ("output", "overwrite", "resume", "max_reject_fraction"):
-            del settings[run_only]
-        del settings["max_int_labels"]  # decides whether the run goes ahead, not its bytes
+        for f in fields(self):
+            if f.metadata.get(_RUN_ONLY):
+                del settings[f.name]
         settings["image"] = {**settings["image"], "resize": str(self.image.resize)}
         return settings
 

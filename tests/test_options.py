@@ -195,3 +195,36 @@ def test_a_given_worker_count_is_kept_in_either_spelling():
     given_runner = pipeline_options(["--runner", "PrismRunner"], num_inputs=10)
     assert given_runner.view_as(StandardOptions).runner == "PrismRunner"
     assert pipeline_options([], num_inputs=10).view_as(StandardOptions).runner == LOCAL_RUNNER
+
+
+def test_dataset_json_settings_are_the_fields_that_decide_the_bytes():
+    settings = parse("--resize", "longer:64").to_json_dict()
+    assert list(settings) == [
+        "input",
+        "image_root",
+        "input_kind",
+        "split",
+        "num_shards",
+        "seed",
+        "shuffle",
+        "image",
+        "label_kind",
+        "labels_file",
+        "label_offset",
+        "path_column",
+        "label_column",
+        "allow_outside_root",
+        "analyze",
+        "analyze_image_size",
+        "boxes",
+        "index_files",
+        "format",
+    ]
+    assert settings["image"] == {
+        "resize": "longer:64",
+        "quality": 90,
+        "allow_upscale": False,
+        "keep_grayscale": False,
+        "background": (255, 255, 255),
+        "max_pixels": 100_000_000,
+    }
