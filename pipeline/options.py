@@ -59,15 +59,21 @@ class Flag:
 _FLAG = "imgshard.flag"  # field metadata key: the field's Flag
 _NESTED = "imgshard.flags"  # field metadata key: a settings dataclass, its fields' Flags
 _RUN_ONLY = "imgshard.run_only"  # field metadata key: left out of dataset.json
+_NOT_IN_SHARDS = "imgshard.not_in_shards"  # field metadata key: left out of the run identity
 
 
-def setting(default=MISSING, *, run_only: bool = False, **flag) -> typing.Any:
+def setting(
+    default=MISSING, *, run_only: bool = False, not_in_shards: bool = False, **flag
+) -> typing.Any:
     """A ConvertConfig field with its flag (keyword arguments of Flag); no default: required.
 
     run_only: the setting decides how or whether the run goes ahead, not the output's bytes,
-      so dataset.json (and the run's fingerprint) leave it out.
+      so dataset.json (and the run's identity) leave it out.
+    not_in_shards: the setting changes other files than the shards, so a --resume with
+      another value may keep the shards (shard_settings leaves it out).
     """
-    return field(default=default, metadata={_FLAG: Flag(**flag), _RUN_ONLY: run_only})
+    metadata = {_FLAG: Flag(**flag), _RUN_ONLY: run_only, _NOT_IN_SHARDS: not_in_shards}
+    return field(default=default, metadata=metadata)
 
 
 def _absolute(path: str) -> str:
@@ -190,12 +196,15 @@ class ConvertConfig:
     )
     analyze: bool = setting(
         False,
+        not_in_shards=True,
         negatable=True,
         help="tf.Transform statistics and serving preprocessing in {output}/transform_fn "
         "(needs imgshard[tf]; off by default: it costs seconds of TensorFlow start-up)",
     )
     analyze_image_size: int = setting(
-        224, help="model input size of the transform_fn preprocessing (default 224)"
+        224,
+        not_in_shards=True,
+        help="model input size of the transform_fn preprocessing (default 224)",
     )
     boxes: str | None = setting(
         None,
@@ -276,6 +285,14 @@ class ConvertConfig:
             if f.metadata.get(_RUN_ONLY):
                 del settings[f.name]
         settings["image"] = {**settings["image"], "resize": str(self.image.resize)}
+        return settings
+
+    def shard_settings(self) -> dict:
+        """The dataset.json settings that decide the shards' bytes (the run's identity)."""
+        settings = self.to_json_dict()
+        for f in fields(self):
+            if f.metadata.get(_NOT_IN_SHARDS):
+                del settings[f.name]
         return settings
 
 

@@ -228,3 +228,11 @@ def test_dataset_json_settings_are_the_fields_that_decide_the_bytes():
         "background": (255, 255, 255),
         "max_pixels": 100_000_000,
     }
+
+
+def test_the_run_identity_ignores_only_the_settings_that_leave_the_shards_alone():
+    plain = parse().shard_settings()
+    assert set(parse().to_json_dict()) - set(plain) == {"analyze", "analyze_image_size"}
+    assert parse("--analyze", "--analyze-image-size", "32").shard_settings() == plain
+    assert parse("--seed", "1").shard_settings() != plain
+    assert parse("--max-reject-fraction", "0.5").shard_settings() == plain  # run_only
