@@ -133,3 +133,4 @@ def test_auto_shard_count():
     assert auto_num_shards(1797, 2000) == 28  # >= 64 records per shard
     assert auto_num_shards(10_000, 2000) == 32
     assert auto_num_shards(0, 2000) == 1
+    assert auto_num_shards(10**9, 110_000) == 99_999  # as many as five-digit names can count

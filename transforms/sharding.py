@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 
 from imgshard.transforms.image import ResizeSpec
 from imgshard.transforms.records import DUPLICATE_PATH, Rejection
+from imgshard.transforms.shard_names import MAX_SHARDS
 
 __all__ = [
     "auto_num_shards",
@@ -60,7 +61,7 @@ def estimated_record_bytes(resize: ResizeSpec) -> int:
 def auto_num_shards(num_records: int, record_bytes: int) -> int:
     by_size = -(-num_records * record_bytes // TARGET_SHARD_BYTES)
     by_readers = min(MIN_SHARDS, num_records // MIN_RECORDS_PER_SHARD)
-    return max(1, by_size, by_readers)
+    return min(MAX_SHARDS, max(1, by_size, by_readers))  # past ~15 TB, larger shards
 
 
 def split_duplicates(entries: Iterable[tuple]) -> tuple[list[tuple], list[tuple[tuple, int]]]:
