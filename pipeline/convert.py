@@ -52,6 +52,7 @@ from imgshard.pipeline.run_checks import (
 from imgshard.pipeline.shard_writer import METRICS_NAMESPACE
 from imgshard.pipeline.unknown_flags import add_unknown_flags_argument, check_unknown_flags
 from imgshard.transforms.index import class_folder_pattern
+from imgshard.transforms.shard_names import parse_shard_name
 from imgshard.transforms.storage import remove_files, remove_tree
 
 __all__ = ["ConversionError", "ConvertResult", "run"]
@@ -116,15 +117,29 @@ def local_running_mode(num_inputs: int) -> tuple[int, str]:
     return 0, "multi_processing"
 
 
+def _given_local_mode_flags(beam_args: list[str]) -> set[str]:
+    """Which of runner, direct_num_workers and direct_running_mode the flags set.
+
+    get_all_options() cannot tell `--x=default` from absent, so these are parsed once more
+    with no defaults: what is in the namespace afterwards was given, in any spelling argparse
+    accepts (`--x=v`, `--x v`).
+    """
+    parser = argparse.ArgumentParser(
+        add_help=False, allow_abbrev=False, argument_default=argparse.SUPPRESS
+    )
+    for flag in ("runner", "direct_num_workers", "direct_running_mode"):
+        parser.add_argument(f"--{flag}")
+    given, _ = parser.parse_known_args(beam_args)
+    return set(vars(given))
+
+
 def pipeline_options(
     beam_args: list[str], num_inputs: int = PROCESSES_FROM_INPUTS
 ) -> PipelineOptions:
     """Beam options from the remaining flags; a local run gets the running mode that suits
     its size (local_running_mode), unless the flags choose one."""
     options = PipelineOptions(beam_args)
-
-    def given(flag: str) -> bool:  # get_all_options() cannot tell "--x=default" from absent
-        return any(arg == f"--{flag}" or arg.startswith(f"--{flag}=") for arg in beam_args)
+    given = _given_local_mode_flags(beam_args).__contains__
 
     if not given("runner"):
         options.view_as(StandardOptions).runner = LOCAL_RUNNER
@@ -165,7 +180,8 @@ def _raise_explained(
         names = journal.journaled_shards(config.output, config.split, fingerprint)
     except Exception:  # the store is unreachable too: the message counts none
         names = []
-    total = int(names[0].rsplit("-of-", 1)[1].split(".")[0]) if names else None
+    parsed = parse_shard_name(names[0]) if names else None
+    total = parsed.num_shards if parsed else None
     message = explain_failure(failed, argv, exits, (len(names), total))
     if message is None:
         return

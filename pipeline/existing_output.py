@@ -29,9 +29,7 @@ _LOG = logging.getLogger("imgshard")
 
 def run_identity(config: ConvertConfig, version: str) -> dict:
     """Everything that decides the output's bytes: a run is only resumed by the same one."""
-    settings = config.to_json_dict()
-    for no_effect_on_shards in ("analyze", "analyze_image_size"):
-        del settings[no_effect_on_shards]
+    settings = config.shard_settings()
     labels_sha256 = None
     if config.labels_file:
         with FileSystems.open(config.labels_file) as f:

@@ -23,14 +23,14 @@ from apache_beam.pvalue import AsDict, AsList, AsSingleton, TaggedOutput
 
 from imgshard.pipeline import metadata
 from imgshard.pipeline.analysis import TRANSFORM_DIR
-from imgshard.pipeline.options import ConvertConfig
+from imgshard.pipeline.options import ConvertConfig, writer_config
 from imgshard.pipeline.seams import crash_point
-from imgshard.pipeline.shard_writer import METRICS_NAMESPACE, WriterConfig, WriteShard
+from imgshard.pipeline.shard_writer import METRICS_NAMESPACE, WriteShard
 from imgshard.transforms import records
 from imgshard.transforms.boxes import BoxesError, box_files, merge_boxes, read_box_file
 from imgshard.transforms.index import read_index
-from imgshard.transforms.labels import DistinctLabels, Vocabulary, build_vocabulary
-from imgshard.transforms.records import IndexEntry, Rejection, SourceInfo
+from imgshard.transforms.labels import LabelSet, Vocabulary, build_vocabulary
+from imgshard.transforms.records import REJECTED, IndexEntry, Rejection, SourceInfo
 from imgshard.transforms.sharding import (
     auto_num_shards,
     contiguous_shard,
@@ -42,7 +42,6 @@ from imgshard.transforms.storage import remove_tree
 
 __all__ = ["Indexed", "build_graph", "index_and_assign"]
 
-REJECTED = "rejected"
 _TFT_TEMP = ".tft-tmp"
 
 
@@ -201,13 +200,11 @@ def index_and_assign(
     vocabulary = (
         entries
         | "Labels" >> beam.Map(lambda e: e.label)
-        | "DistinctLabels" >> beam.CombineGlobally(DistinctLabels())
+        | "DistinctLabels" >> beam.CombineGlobally(LabelSet())
         | "BuildVocabulary"
         >> beam.Map(build_vocabulary, label_kind, given_labels, config.max_int_labels)
     )
-    record_bytes = estimated_record_bytes(
-        config.image.resize.mode, config.image.resize.width, config.image.resize.height
-    )
+    record_bytes = estimated_record_bytes(config.image.resize)
     num_shards = (
         entries
         | "CountEntries" >> beam.combiners.Count.Globally()
@@ -281,28 +278,13 @@ def build_graph(
         | "GroupByShard" >> beam.GroupByKey()
         | "WriteShard"
         >> beam.ParDo(
-            WriteShard(
-                WriterConfig(
-                    config.output,
-                    config.split,
-                    config.image_root,
-                    config.image,
-                    config.label_offset,
-                    summaries=config.analyze,
-                    allow_outside_root=config.allow_outside_root,
-                    fingerprint=fingerprint,
-                    resume=config.resume,
-                    boxes=bool(config.boxes),
-                    index_files=config.index_files,
-                    format=config.format,
-                )
-            ),
+            WriteShard(writer_config(config, fingerprint)),
             num_shards=AsSingleton(num_shards),
             vocabulary=AsSingleton(vocabulary),
             **boxes,
-        ).with_outputs(WriteShard.REJECTED, WriteShard.SUMMARIES, main="shards")
+        ).with_outputs(REJECTED, WriteShard.SUMMARIES, main="shards")
     )
-    rejected.append(written[WriteShard.REJECTED])
+    rejected.append(written[REJECTED])
     all_rejected = rejected | "CollectRejected" >> beam.Flatten()
     rejected_counts = (
         all_rejected

@@ -15,6 +15,7 @@ from imgshard.pipeline.seams import crash_point
 from imgshard.transforms.labels import Vocabulary
 from imgshard.transforms.record_index import INDEX_SUFFIX
 from imgshard.transforms.records import REASONS, Rejection, ShardResult, SourceInfo
+from imgshard.transforms.shard_names import EXTENSIONS, shard_glob
 from imgshard.transforms.storage import TMP_MARKER, atomic_output, remove_tree
 
 __all__ = [
@@ -112,6 +113,11 @@ def build_metadata(
     by_reason = collections.Counter(
         rejected_by_reason if rejected_by_reason is not None else (r.reason for r in rejections)
     )
+    unlisted = sorted(set(by_reason) - set(REASONS))
+    if unlisted:  # by_reason would leave them out while num_rejected counts them
+        raise ValueError(
+            f"rejection reasons {unlisted} are missing from records.REASONS; add them there"
+        )
     records = sum(s.records for s in shards)
     return {
         "format_version": FORMAT_VERSION,
@@ -186,9 +192,8 @@ def remove_stale_files(output: str, split: str, keep: Iterable[str]) -> list[str
     journal."""
     keep = set(keep)
     patterns = [
-        FileSystems.join(output, f"{split}-*-of-*.tfrecord"),
-        FileSystems.join(output, f"{split}-*-of-*.tfrecord{INDEX_SUFFIX}"),
-        FileSystems.join(output, f"{split}-*-of-*.array_record"),
+        *(FileSystems.join(output, shard_glob(split, fmt)) for fmt in EXTENSIONS),
+        FileSystems.join(output, shard_glob(split, "tfrecord") + INDEX_SUFFIX),
         FileSystems.join(output, f".*{TMP_MARKER}*"),
         FileSystems.join(journal_dir(output, split), f".*{TMP_MARKER}*"),
     ]

@@ -16,10 +16,11 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.pvalue import AsList, AsSingleton, TaggedOutput
 
-from imgshard.pipeline.graph import REJECTED, index_and_assign
+from imgshard.pipeline.graph import index_and_assign
 from imgshard.pipeline.options import ConvertConfig
-from imgshard.pipeline.shard_writer import shard_name
 from imgshard.transforms.labels import Vocabulary
+from imgshard.transforms.records import REJECTED
+from imgshard.transforms.shard_names import shard_name
 from imgshard.transforms.sharding import drop_duplicates
 
 __all__ = ["build_plan_graph", "format_plan", "load_plan"]

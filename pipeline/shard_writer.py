@@ -9,7 +9,7 @@ import collections
 import contextlib
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -25,27 +25,20 @@ from imgshard.transforms.image import ImageRejected, ImageSpec, process_image
 from imgshard.transforms.labels import Vocabulary
 from imgshard.transforms.reading import ReadFailed, read_ahead, read_image
 from imgshard.transforms.record_index import index_name, write_index
-from imgshard.transforms.records import Rejection, ShardResult
+from imgshard.transforms.records import REJECTED, Rejection, ShardResult
+from imgshard.transforms.shard_names import shard_name
 from imgshard.transforms.sharding import drop_duplicates
 from imgshard.transforms.storage import atomic_output
 from imgshard.transforms.tfrecord import TFRecordWriter
 
 __all__ = [
-    "FORMATS",
     "METRICS_NAMESPACE",
     "WriteShard",
     "WriterConfig",
-    "shard_name",
     "write_shard",
 ]
 
 METRICS_NAMESPACE = "imgshard"
-# Shard file formats (--format) and their file-name extensions.
-FORMATS = {"tfrecord": "tfrecord", "array_record": "array_record"}
-
-
-def shard_name(split: str, shard: int, num_shards: int, fmt: str = "tfrecord") -> str:
-    return f"{split}-{shard:05d}-of-{num_shards:05d}.{FORMATS[fmt]}"
 
 
 def _record_writer(fmt: str, stream):
@@ -59,7 +52,10 @@ def _record_writer(fmt: str, stream):
 
 @dataclass(frozen=True)
 class WriterConfig:
-    """Attributes:
+    """The settings a shard writer needs: made by pipeline/options.py `writer_config` from the
+    run's ConvertConfig (same names, same meaning), so no default is declared here.
+
+    Attributes:
     output: the output folder (local or gs://).
     split: the file-name prefix, e.g. "train".
     image_root: what relative list paths resolve against.
@@ -78,15 +74,15 @@ class WriterConfig:
     output: str
     split: str
     image_root: str
-    image: ImageSpec = field(default_factory=ImageSpec)
-    label_offset: int = 0
-    summaries: bool = False
-    allow_outside_root: bool = False
-    fingerprint: str = ""
-    resume: bool = False
-    boxes: bool = False
-    index_files: bool = False
-    format: str = "tfrecord"
+    image: ImageSpec
+    label_offset: int
+    summaries: bool
+    allow_outside_root: bool
+    fingerprint: str
+    resume: bool
+    boxes: bool
+    index_files: bool
+    format: str
 
 
 def write_shard(
@@ -97,7 +93,7 @@ def write_shard(
     config: WriterConfig,
     boxes: Mapping[str, tuple[Box, ...]] | None = None,
 ) -> tuple[ShardResult, list[Rejection]]:
-    """Writes `{split}-{shard}-of-{num_shards}.tfrecord` from its index entries.
+    """Writes the shard `shard_name(split, shard, num_shards, format)` from its index entries.
 
     Args:
       entries: `(key, line, path, label_id)` tuples; written in key order, first listing of a
@@ -194,13 +190,12 @@ def resume_shard(
 
 
 class WriteShard(beam.DoFn):
-    """(shard, [entry or None, ...]) -> ShardResult; rejections to the 'rejected' output.
+    """(shard, [entry or None, ...]) -> ShardResult; rejections to the REJECTED output.
 
     A None entry is the marker that guarantees every shard id a group, so empty shards are
     still written and the set of file names is always complete.
     """
 
-    REJECTED = "rejected"
     SUMMARIES = "summaries"
 
     def __init__(self, config: WriterConfig):
@@ -236,7 +231,7 @@ class WriteShard(beam.DoFn):
             self._bytes_out.inc(result.bytes)
         for rejection in rejections:
             Metrics.counter(METRICS_NAMESPACE, f"rejected_{rejection.reason}").inc()
-            yield beam.pvalue.TaggedOutput(self.REJECTED, rejection)
+            yield beam.pvalue.TaggedOutput(REJECTED, rejection)
         for summary in summaries:
             yield beam.pvalue.TaggedOutput(self.SUMMARIES, summary)
         yield result

@@ -100,12 +100,16 @@ def test_a_labels_file_order_and_an_offset_are_respected(tmp_path):
     labels = tmp_path / "labels.txt"
     labels.write_text("n00000002\nn00000000\nn00000001\n")  # not sorted
     out = tmp_path / "out"
-    analyze(list_path, out, "--labels", str(labels))
+    analyze(list_path, out, "--labels", str(labels), "--label-offset", "1")
     examples = read_examples(str(out))
+    written = [e["image/class/label"] for e in examples]
+    ids = {b"n00000002": 0, b"n00000000": 1, b"n00000001": 2}  # the labels file's order
+    assert written == [ids[e["image/class/synset"]] + 1 for e in examples]
     outputs = transform(
         out, [e["image/encoded"] for e in examples], [e["image/class/synset"] for e in examples]
     )
-    assert outputs["label"].numpy().tolist() == [e["image/class/label"] for e in examples]
+    # the transform maps a class to its 0-based id; the records hold id + offset
+    assert outputs["label"].numpy().tolist() == [label - 1 for label in written]
 
 
 def test_analysis_is_deterministic(analyzed, tmp_path):

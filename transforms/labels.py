@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import apache_beam as beam
 
 __all__ = [
-    "DistinctLabels",
+    "LabelSet",
     "Vocabulary",
     "VocabularyTooLarge",
     "build_vocabulary",
@@ -134,8 +134,9 @@ def _too_large_message(ids: list[int], limit: int, max_int_labels: int) -> str:
     )
 
 
-class DistinctLabels(beam.CombineFn):
-    """Set union of labels; combiner lifting keeps only small partial sets in the shuffle."""
+class LabelSet(beam.CombineFn):
+    """Set union of labels, sorted; combiner lifting keeps only small partial sets in the
+    shuffle. (Not the trainer's DistinctLabels, a Keras metric of labels per batch.)"""
 
     def create_accumulator(self):
         return set()

@@ -14,7 +14,11 @@ __all__ = [
     "ShardResult",
     "SourceInfo",
     "REASONS",
+    "REJECTED",
 ]
+
+# The tagged output that every stage of the job sends its Rejections to.
+REJECTED = "rejected"
 
 # Why an input did not become a record. Every input ends either as a record or as a
 # Rejection carrying one of these reasons (the keys of `rejected_by_reason` in dataset.json).
