@@ -3,8 +3,10 @@
 A list of N `n%08d/n%08d_%d.JPEG n%08d` lines over 1000 classes (ILSVRC-like paths, ~45
 bytes a line; no image exists: --plan reads none) goes through ReadIndex, the vocabulary,
 AssignShard, the shuffle and the per-shard counts, on the default local runner for its size.
-The peak resident memory of the whole process tree (driver + workers) is sampled every
-0.1 s; per-line memory is the slope between two sizes.
+The resident memory of the whole process tree (driver + workers) is sampled every 0.1 s:
+its peak, and separately the driver's (the process that runs the job's runner and, on the
+local runner, its shuffle and side inputs) and the workers' (the SDK worker processes that
+run the DoFns: reading, parsing, counting). Per-line memory is the slope between two sizes.
 
     .venv/bin/python benchmarks/plan_memory.py --lines 100000 1000000
 """
@@ -17,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import NamedTuple
 
 import psutil
 
@@ -31,29 +34,40 @@ def write_list(path: str, lines: int, classes: int = 1000) -> int:
     return os.path.getsize(path)
 
 
-def tree_rss(process: psutil.Process) -> int:
-    total = 0
-    for p in [process, *process.children(recursive=True)]:
-        try:
-            total += p.memory_info().rss
-        except psutil.NoSuchProcess:
-            pass
-    return total
+def rss(process: psutil.Process) -> int:
+    try:
+        return process.memory_info().rss
+    except psutil.NoSuchProcess:
+        return 0
 
 
-def plan_peak(list_path: str, shards: int, extra: list[str]) -> tuple[int, float]:
-    """(peak RSS of the process tree in bytes, seconds) of one --plan run."""
+class Peaks(NamedTuple):
+    total: int  # driver + workers, at the same moment
+    driver: int
+    workers: int  # every worker process together
+    seconds: float
+
+
+def plan_peak(list_path: str, shards: int, extra: list[str]) -> Peaks:
+    """Peak RSS of one --plan run: of the process tree, of the driver, of its workers."""
     command = [IMGSHARD, "convert", "--input", list_path, "--output", list_path + ".out"]
     command += ["--plan", "--num-shards", str(shards), *extra]
     started = time.monotonic()
     job = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    root, peak = psutil.Process(job.pid), 0
+    root = psutil.Process(job.pid)
+    total = driver = workers = 0
     while job.poll() is None:
-        peak = max(peak, tree_rss(root))
+        try:
+            children = root.children(recursive=True)
+        except psutil.NoSuchProcess:
+            break
+        now_driver, now_workers = rss(root), sum(rss(c) for c in children)
+        driver, workers = max(driver, now_driver), max(workers, now_workers)
+        total = max(total, now_driver + now_workers)
         time.sleep(0.1)
     if job.returncode:
         raise SystemExit(job.stderr.read().decode())
-    return peak, time.monotonic() - started
+    return Peaks(total, driver, workers, time.monotonic() - started)
 
 
 def main() -> None:
@@ -66,11 +80,14 @@ def main() -> None:
         for lines in args.lines:
             path = os.path.join(folder, f"list-{lines}.txt")
             size = write_list(path, lines)
-            peak, seconds = plan_peak(path, args.shards, extra)
-            results.append((lines, peak))
+            peaks = plan_peak(path, args.shards, extra)
+            os.remove(path)
+            results.append((lines, peaks.total))
             print(
-                f"{lines:>11,} lines ({size / 1e6:.0f} MB list): peak {peak / 1e6:,.0f} MB "
-                f"(driver + workers), {seconds:.0f} s"
+                f"{lines:>11,} lines ({size / 1e6:.0f} MB list): peak {peaks.total / 1e6:,.0f} MB "
+                f"(driver + workers; driver {peaks.driver / 1e6:,.0f} MB, workers "
+                f"{peaks.workers / 1e6:,.0f} MB), {peaks.seconds:.0f} s",
+                flush=True,
             )
     for (n0, m0), (n1, m1) in zip(results, results[1:], strict=False):
         print(f"  {n0:,} -> {n1:,} lines: {(m1 - m0) / (n1 - n0):,.0f} bytes per added line")
