@@ -237,3 +237,26 @@ def test_input_identity_sees_a_list_or_a_class_folder_change(tmp_path):
     assert "classes 1 -> 2" in describe_change(
         str(root), before, input_identity(str(root), "folder")
     )
+
+
+@pytest.mark.gcs
+def test_splits_of_a_gs_list_seek_like_a_local_file(gcs_bucket, tmp_path):
+    from apache_beam.io.filesystems import FileSystems
+
+    from imgshard.transforms.input_identity import input_identity
+
+    local = write(str(tmp_path / "train.txt"), LIST)
+    remote = f"gs://{gcs_bucket}/splits/train.txt"
+    with FileSystems.create(remote) as f:
+        f.write(LIST)
+    for split_bytes in (5, 16, 1 << 20):
+        assert plan_splits(remote, split_bytes) == plan_splits(local, split_bytes)
+        assert read_in_splits(remote, split_bytes) == read_in_splits(local, split_bytes)
+        assert [count_split(remote, s) for s in plan_splits(remote, split_bytes)] == [
+            count_split(local, s) for s in plan_splits(local, split_bytes)
+        ]
+    before = input_identity(remote, "list")
+    assert before["size"] == len(LIST) and before["updated"] > 0
+    with FileSystems.create(remote) as f:  # a new object generation, same size
+        f.write(LIST.replace(b"one", b"eno"))
+    assert input_identity(remote, "list")["updated"] != before["updated"]
