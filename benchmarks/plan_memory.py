@@ -9,6 +9,12 @@ local runner, its shuffle and side inputs) and the workers' (the SDK worker proc
 run the DoFns: reading, parsing, counting). Per-line memory is the slope between two sizes.
 
     .venv/bin/python benchmarks/plan_memory.py --lines 100000 1000000
+    .venv/bin/python benchmarks/plan_memory.py --lines 1000000 10000000 --read-stage
+
+--read-stage measures the list-reading stages alone, as one worker runs them: every split of
+the list counted (pass 1) and parsed (pass 2) in turn, in one process, entries consumed and
+dropped as the next stage would receive them; its peak RSS (getrusage) shows whether a
+worker's memory grows with the list or only with the split.
 """
 
 from __future__ import annotations
@@ -70,11 +76,50 @@ def plan_peak(list_path: str, shards: int, extra: list[str]) -> Peaks:
     return Peaks(total, driver, workers, time.monotonic() - started)
 
 
+_READ_STAGE = """
+import resource, sys, time
+from imgshard.transforms.index import parse_list
+from imgshard.transforms.list_splits import build_layout, count_split, owned_lines, plan_splits
+path = sys.argv[1]
+started = time.monotonic()
+splits = plan_splits(path)
+layout = build_layout(count_split(path, s) for s in splits)
+entries = 0
+for s in splits:
+    for _ in parse_list(owned_lines(path, s), layout.first_lines[s.index]):
+        entries += 1
+seconds = time.monotonic() - started
+print(len(splits), entries, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, seconds)
+"""
+
+
+def read_stage_peak(list_path: str) -> tuple[int, int, int, float]:
+    """(splits, entries, peak RSS in bytes, seconds) of the read stages over the whole list."""
+    out = subprocess.run(
+        [sys.executable, "-c", _READ_STAGE, list_path], check=True, capture_output=True
+    ).stdout.split()
+    return int(out[0]), int(out[1]), int(out[2]), float(out[3])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--lines", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--shards", type=int, default=1024)
+    parser.add_argument("--read-stage", action="store_true", help="the read stages alone")
     args, extra = parser.parse_known_args()
+    if args.read_stage:
+        with tempfile.TemporaryDirectory() as folder:
+            for lines in args.lines:
+                path = os.path.join(folder, f"list-{lines}.txt")
+                size = write_list(path, lines)
+                splits, entries, peak, seconds = read_stage_peak(path)
+                os.remove(path)
+                print(
+                    f"{lines:>11,} lines ({size / 1e6:.0f} MB list, {splits} splits): "
+                    f"{entries:,} entries, read stages peak {peak / 1e6:,.0f} MB, {seconds:.0f} s",
+                    flush=True,
+                )
+        return
     results = []
     with tempfile.TemporaryDirectory() as folder:
         for lines in args.lines:
