@@ -260,3 +260,10 @@ def test_splits_of_a_gs_list_seek_like_a_local_file(gcs_bucket, tmp_path):
     with FileSystems.create(remote) as f:  # a new object generation, same size
         f.write(LIST.replace(b"one", b"eno"))
     assert input_identity(remote, "list")["updated"] != before["updated"]
+
+
+def test_a_list_whose_name_looks_like_a_glob_is_read_as_named(tmp_path):
+    write(str(tmp_path / "train1.txt"), b"other.jpg 0\n")
+    path = write(str(tmp_path / "train[1].txt"), LIST)
+    assert plan_splits(path, 1 << 20) == [ListSplit(0, 0, len(LIST))]
+    assert read_in_splits(path, 7) == list(parse_list(LIST.splitlines(keepends=True)))

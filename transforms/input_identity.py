@@ -1,6 +1,6 @@
 """Whether the input changed, from object metadata: nothing of the input is read or hashed.
 
-A list or CSV: its size and update time (FileSystems.match metadata: the file's mtime
+A list or CSV: its size and update time (Beam's file metadata: the file's mtime
 locally, the object's update time on GCS, where any rewrite makes a new object generation).
 A folder: its class folder names, and on a file system with directories each class folder's
 mtime (which adding, removing or renaming an image in it changes). An object store has no
@@ -18,13 +18,14 @@ import os
 from apache_beam.io.filesystems import FileSystems
 
 from imgshard.transforms.class_folders import class_folders
+from imgshard.transforms.list_splits import file_metadata
 
 __all__ = ["describe_change", "input_identity"]
 
 
 def input_identity(uri: str, kind: str) -> dict:
     if kind != "folder":
-        found = FileSystems.match([uri])[0].metadata_list[0]
+        found = file_metadata(uri)
         return {"size": found.size_in_bytes, "updated": found.last_updated_in_seconds}
     root = uri.rstrip("/")
     names = class_folders(root)

@@ -39,6 +39,7 @@ __all__ = [
     "build_layout",
     "combined_sha256",
     "count_split",
+    "file_metadata",
     "owned_lines",
     "plan_splits",
 ]
@@ -78,11 +79,17 @@ def _compressed(uri: str) -> bool:
     return CompressionTypes.detect_compression_type(uri) != CompressionTypes.UNCOMPRESSED
 
 
+def file_metadata(uri: str):
+    """Beam's FileMetadata of one file (size_in_bytes, last_updated_in_seconds): a stat, or an
+    object's metadata on GCS. Not FileSystems.match, which would read `[` in a name as a glob."""
+    return FileSystems.get_filesystem(uri).metadata(uri)
+
+
 def plan_splits(uri: str, split_bytes: int | None = None) -> list[ListSplit]:
     """The input's splits, from its size (object metadata; nothing is read)."""
     if _compressed(uri):
         return [ListSplit(0, 0, None)]  # a compressed stream cannot seek
-    size = FileSystems.match([uri])[0].metadata_list[0].size_in_bytes
+    size = file_metadata(uri).size_in_bytes
     step = split_bytes or SPLIT_BYTES
     count = max(1, -(-size // step))
     return [ListSplit(i, i * step, min(size, (i + 1) * step)) for i in range(count)]
