@@ -267,3 +267,20 @@ def test_a_list_whose_name_looks_like_a_glob_is_read_as_named(tmp_path):
     path = write(str(tmp_path / "train[1].txt"), LIST)
     assert plan_splits(path, 1 << 20) == [ListSplit(0, 0, len(LIST))]
     assert read_in_splits(path, 7) == list(parse_list(LIST.splitlines(keepends=True)))
+
+
+def test_a_csv_read_in_tiny_splits_writes_the_same_bytes(tmp_path, monkeypatch):
+    list_path = sorted_dataset(str(tmp_path / "d"), classes=3, per_class=4)
+    rows = [line.split() for line in open(list_path).read().splitlines()]
+    body = "".join(f'{i},"{p}",{label}\r\n' for i, (p, label) in enumerate(rows))
+    csv_path = write(str(tmp_path / "d" / "l.csv"), f"id,path,label\r\n{body}9,,1\r\n".encode())
+    flags = ("--num-shards", "2", "--max-reject-fraction", "0.5")
+    one = convert(csv_path, tmp_path / "one", *flags)
+    monkeypatch.setattr(list_splits, "SPLIT_BYTES", 11)  # the header itself spans 2 splits
+    many = convert(csv_path, tmp_path / "many", *flags)
+    assert one.metadata["num_records"] == many.metadata["num_records"] == 12
+    files_one, files_many = all_files(tmp_path / "one"), all_files(tmp_path / "many")
+    files_one.pop("dataset.json"), files_many.pop("dataset.json")
+    assert files_one == files_many
+    report = (tmp_path / "many" / "train-rejected.jsonl").read_text().splitlines()
+    assert [json.loads(r)["line"] for r in report] == [14]  # the empty path cell
