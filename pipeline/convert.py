@@ -245,11 +245,11 @@ def run(argv: list[str] | None = None) -> ConvertResult:
     given_labels = check_inputs(config)
     check_input_sample(config, given_labels)
     dry_run = options.view_as(TestOptions).dry_run
-    fingerprint, input_hash = "", None
+    fingerprint, started_input = "", None
     if not dry_run:  # a dry run writes nothing, so it has no output to check
         identity = run_identity(config, version())
         fingerprint = prepare_output(config, identity)
-        input_hash = identity["input_sha256"]
+        started_input = identity["input"]
 
     if config.shuffle == "none":
         _LOG.warning(
@@ -266,7 +266,7 @@ def run(argv: list[str] | None = None) -> ConvertResult:
         given_labels,
         version(),
         fingerprint=fingerprint,
-        input_sha256=input_hash,
+        input_identity=started_input,
     )
     if dry_run:  # Dataflow validates the graph and options, submits nothing, writes nothing
         result = pipeline.run()

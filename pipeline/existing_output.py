@@ -1,6 +1,7 @@
 """What a run does with an output folder that is not empty: refuse, resume or replace.
 
-A run records its identity (settings, input hash, labels file hash, tool version) in the
+A run records its identity (settings, the input's metadata (transforms/input_identity.py),
+labels file hash, tool version) in the
 output's journal before it starts (pipeline/journal.py); `--resume` continues only a run of
 the same identity, `--overwrite` clears the old run's claims first, and anything else is
 refused, so old and new shards are never silently mixed.
@@ -19,7 +20,7 @@ from imgshard.pipeline import journal, metadata
 from imgshard.pipeline.errors import ConversionError
 from imgshard.pipeline.options import ConvertConfig
 from imgshard.transforms.boxes import boxes_source_sha256
-from imgshard.transforms.index import input_sha256
+from imgshard.transforms.input_identity import input_identity
 from imgshard.transforms.storage import TMP_MARKER, remove_files, remove_tree
 
 __all__ = ["prepare_output", "run_identity"]
@@ -37,7 +38,8 @@ def run_identity(config: ConvertConfig, version: str) -> dict:
     identity = {
         "tool_version": version,
         "settings": settings,
-        "input_sha256": input_sha256(config.input, config.input_kind),
+        # size and update time, not a hash: the driver never reads the whole input
+        "input": input_identity(config.input, config.input_kind),
         "labels_sha256": labels_sha256,
     }
     if config.boxes:  # the boxes written into the records

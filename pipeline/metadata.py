@@ -94,6 +94,7 @@ def build_metadata(
     split: str,
     num_shards: int,
     shards: Iterable[ShardResult],
+    label_counts: Mapping[int, int] | None = None,
     rejections: Iterable[Rejection] = (),
     rejected_by_reason: Mapping[str, int] | None = None,
     source: SourceInfo,
@@ -101,15 +102,24 @@ def build_metadata(
     settings: dict,
     version: str,
 ) -> dict:
+    """dataset.json's content.
+
+    Args:
+      label_counts: records per label id over every shard (the conversion sums them in a
+        CombineFn, and its shard rows carry none); without it, summed from `shards`.
+    """
     shards = sorted(shards, key=lambda s: s.shard)
     if [s.shard for s in shards] != list(range(num_shards)):
         raise RuntimeError(
             f"expected results for shards 0..{num_shards - 1}, got {[s.shard for s in shards]}"
         )
-    label_counts = [0] * len(vocabulary.names)
-    for shard in shards:
-        for label, count in shard.label_counts.items():
-            label_counts[label] += count
+    if label_counts is None:
+        label_counts = collections.Counter()
+        for shard in shards:
+            label_counts.update(shard.label_counts)
+    counts = [0] * len(vocabulary.names)
+    for label, count in label_counts.items():
+        counts[label] += count
     by_reason = collections.Counter(
         rejected_by_reason if rejected_by_reason is not None else (r.reason for r in rejections)
     )
@@ -125,7 +135,7 @@ def build_metadata(
         "split": split,
         "num_records": records,
         "num_rejected": sum(by_reason.values()),
-        "num_inputs": source.lines,
+        "num_inputs": source.inputs,
         "num_shards": num_shards,
         "bytes": sum(s.bytes for s in shards),
         "bytes_in": sum(s.bytes_in for s in shards),
@@ -138,7 +148,7 @@ def build_metadata(
             "offset": settings["label_offset"],
             "file": LABELS_TXT,
             "names": list(vocabulary.names),
-            "counts": label_counts,
+            "counts": counts,
         },
         "rejected": {
             "file": rejected_name(split),

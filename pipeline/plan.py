@@ -42,7 +42,7 @@ def _plan_shard(element, vocabulary: Vocabulary):
 def _write_plan(_, path, config, num_shards, shards, rejected, source, vocabulary):
     by_shard = {shard: (records, counts) for shard, records, counts in shards}
     plan = {
-        "input": {"uri": source.uri, "kind": source.kind, "inputs": source.lines},
+        "input": {"uri": source.uri, "kind": source.kind, "inputs": source.inputs},
         "num_shards": num_shards,
         "num_records": sum(records for records, _ in by_shard.values()),
         "labels": {"kind": vocabulary.kind, "names": list(vocabulary.names)},

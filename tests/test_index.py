@@ -70,7 +70,7 @@ def test_folder_tree_reads_class_folders_in_sorted_order(tmp_path):
         IndexEntry(2, "a/1.jpg", "a"),
         IndexEntry(3, "b/2.jpg", "b"),
     ]
-    assert isinstance(items[-1], SourceInfo) and items[-1].lines == 3
+    assert isinstance(items[-1], SourceInfo) and items[-1].inputs == 3
 
 
 def test_kind_detection(tmp_path):

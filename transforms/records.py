@@ -86,7 +86,7 @@ class SourceInfo(NamedTuple):
     kind: str  # "list", "csv" or "folder"
     uri: str
     sha256: str  # of the list file's bytes, or of the sorted folder listing
-    lines: int  # inputs seen (list lines holding an entry, or files found)
+    inputs: int  # inputs seen (list lines holding an entry or rejected as unparseable, or files)
 
 
 class ShardResult(NamedTuple):
