@@ -25,6 +25,7 @@ from apache_beam.pvalue import AsDict, AsList, AsSingleton, TaggedOutput
 
 from imgshard.pipeline import metadata
 from imgshard.pipeline.analysis import TRANSFORM_DIR
+from imgshard.pipeline.combiners import LabelSet, SumLabelCounts
 from imgshard.pipeline.options import ConvertConfig, writer_config
 from imgshard.pipeline.read_index import ReadIndex
 from imgshard.pipeline.seams import crash_point
@@ -32,7 +33,7 @@ from imgshard.pipeline.shard_writer import METRICS_NAMESPACE, WriteShard
 from imgshard.transforms import records
 from imgshard.transforms.boxes import BoxesError, box_files, merge_boxes, read_box_file
 from imgshard.transforms.input_identity import describe_change, input_identity
-from imgshard.transforms.labels import LabelSet, Vocabulary, build_vocabulary
+from imgshard.transforms.labels import Vocabulary, build_vocabulary
 from imgshard.transforms.records import REJECTED, IndexEntry, Rejection, ShardResult, SourceInfo
 from imgshard.transforms.sharding import (
     auto_num_shards,
@@ -93,29 +94,6 @@ def _drop_duplicate_paths(path_and_entries, vocabulary: Vocabulary):
         yield shard_of[entry[1]], entry
     for rejection in rejections:
         yield TaggedOutput(REJECTED, rejection)
-
-
-class SumLabelCounts(beam.CombineFn):
-    """ShardResult -> {label_id: records} over every shard: one count per class, whatever the
-    number of shards."""
-
-    def create_accumulator(self):
-        return {}
-
-    def add_input(self, totals, shard: ShardResult):
-        for label, count in shard.label_counts.items():
-            totals[label] = totals.get(label, 0) + count
-        return totals
-
-    def merge_accumulators(self, accumulators):
-        merged = {}
-        for totals in accumulators:
-            for label, count in totals.items():
-                merged[label] = merged.get(label, 0) + count
-        return merged
-
-    def extract_output(self, totals):
-        return totals
 
 
 def _shard_row(shard: ShardResult) -> ShardResult:

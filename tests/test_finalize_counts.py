@@ -4,7 +4,8 @@ import apache_beam as beam
 from apache_beam.testing.util import assert_that, equal_to
 
 from helpers import IN_PROCESS, convert, shard_files, sorted_dataset
-from imgshard.pipeline.graph import SumLabelCounts, _shard_row
+from imgshard.pipeline.combiners import SumLabelCounts
+from imgshard.pipeline.graph import _shard_row
 from imgshard.transforms.records import ShardResult
 from imgshard.transforms.tfrecord import iter_records
 

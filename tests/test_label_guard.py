@@ -74,7 +74,7 @@ def test_the_label_set_combiner_unions_partial_sets_sorted():
     import apache_beam as beam
     from apache_beam.testing.util import assert_that, equal_to
 
-    from imgshard.transforms.labels import LabelSet
+    from imgshard.pipeline.combiners import LabelSet
 
     with beam.Pipeline() as p:  # combiner lifting: partial sets per bundle, then merged
         labels = p | beam.Create(["b", "a", "c", "a", "b"] * 3, reshuffle=True)
