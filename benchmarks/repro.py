@@ -170,8 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     decays = [int(s) for s in args.decays.split(",")]
 
-    from imgshard.pipeline.audit import audit, default_readers
-    from imgshard.pipeline.audit_report import format_report, plot_report
+    from imgshard.audit import audit, default_readers
+    from imgshard.audit.report import format_report, plot_report
     from imgshard.pipeline.demo_data import write_digits
 
     list_path = os.path.join(args.data, "train.txt")

@@ -1,7 +1,7 @@
 """`make bench-resume`: what finishing a run that died at 80% costs, against a full run.
 
 On the photo corpus of `make bench` (built if missing): a full conversion; a conversion
-SIGKILLed right after its 80%-th shard was journaled (transforms/crash_points.py), then the
+SIGKILLed right after its 80%-th shard was journaled (pipeline/seams.py), then the
 same command with --resume. Alternating, several rounds; medians. Writes
 benchmarks/RESULTS-resume.md.
 """

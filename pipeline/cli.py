@@ -77,7 +77,7 @@ def _demo_data(argv: list[str]) -> int:
 
 
 def _audit(argv: list[str]) -> int:
-    from imgshard.pipeline.audit import main as audit_main
+    from imgshard.audit import main as audit_main
 
     return audit_main(argv)
 

@@ -8,7 +8,7 @@ portable FnApiRunner (what DirectRunner ends up using, minus its offline attempt
 the Prism runner), in one process, threads or worker processes by input size.
 
 Before the job starts, the output is checked and the run's identity recorded in its journal
-(transforms/journal.py): an existing output is only resumed by the same configuration.
+(pipeline/journal.py): an existing output is only resumed by the same configuration.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import uuid
 from dataclasses import dataclass
 
 import apache_beam as beam
-from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import (
     DirectOptions,
@@ -32,6 +31,7 @@ from apache_beam.options.pipeline_options import (
     TestOptions,
 )
 
+from imgshard.pipeline import journal, metadata
 from imgshard.pipeline.errors import ConversionError
 from imgshard.pipeline.existing_output import prepare_output, run_identity
 from imgshard.pipeline.graph import build_graph
@@ -48,10 +48,18 @@ from imgshard.pipeline.local_mode import (
 from imgshard.pipeline.options import ConvertConfig, add_convert_arguments, config_from_args
 from imgshard.pipeline.plan import build_plan_graph, load_plan
 from imgshard.pipeline.progress import ShardProgress
+from imgshard.pipeline.run_checks import (
+    LOCAL_RUNNERS,
+    check_analyze_runs_here,
+    check_inputs,
+    check_paths_reach_workers,
+    check_result,
+    runner_name,
+)
+from imgshard.pipeline.shard_writer import METRICS_NAMESPACE
 from imgshard.pipeline.unknown_flags import add_unknown_flags_argument, check_unknown_flags
-from imgshard.transforms import journal, metadata
-from imgshard.transforms.index import class_folder_pattern
-from imgshard.transforms.shard_writer import METRICS_NAMESPACE
+from imgshard.transforms.shard_names import parse_shard_name
+from imgshard.transforms.storage import remove_files, remove_tree
 
 __all__ = ["ConversionError", "ConvertResult", "run"]
 
@@ -85,13 +93,27 @@ def version() -> str:
         return "0+unknown"
 
 
+def _given_local_mode_flags(beam_args: list[str]) -> set[str]:
+    """Which of runner, direct_num_workers and direct_running_mode the flags set.
+
+    get_all_options() cannot tell `--x=default` from absent, so these are parsed once more
+    with no defaults: what is in the namespace afterwards was given, in any spelling argparse
+    accepts (`--x=v`, `--x v`).
+    """
+    parser = argparse.ArgumentParser(
+        add_help=False, allow_abbrev=False, argument_default=argparse.SUPPRESS
+    )
+    for flag in ("runner", "direct_num_workers", "direct_running_mode"):
+        parser.add_argument(f"--{flag}")
+    given, _ = parser.parse_known_args(beam_args)
+    return set(vars(given))
+
+
 def pipeline_options(beam_args: list[str], work: LocalWork | None = None) -> PipelineOptions:
     """Beam options from the remaining flags; a local run gets the running mode that suits
     its expected work (pipeline/local_mode.py), unless the flags choose one."""
     options = PipelineOptions(beam_args)
-
-    def given(flag: str) -> bool:  # get_all_options() cannot tell "--x=default" from absent
-        return any(arg == f"--{flag}" or arg.startswith(f"--{flag}=") for arg in beam_args)
+    given = _given_local_mode_flags(beam_args).__contains__
 
     if not given("runner"):
         options.view_as(StandardOptions).runner = LOCAL_RUNNER
@@ -111,99 +133,6 @@ def pipeline_options(beam_args: list[str], work: LocalWork | None = None) -> Pip
     return options
 
 
-def _load_labels(path: str | None) -> list[str] | None:
-    if path is None:
-        return None
-    try:
-        with FileSystems.open(path) as f:
-            names = [line.strip() for line in f.read().decode("utf-8-sig").splitlines()]
-    except (OSError, BeamIOError, UnicodeDecodeError) as e:
-        raise ConversionError(f"--labels {path} cannot be read: {e}") from None
-    names = [n for n in names if n]
-    if not names:
-        raise ConversionError(f"--labels {path} lists no class names")
-    return names
-
-
-# Runners whose workers share this machine's disk.
-_LOCAL_RUNNERS = (
-    "FnApiRunner",
-    "DirectRunner",
-    "BundleBasedDirectRunner",
-    "SwitchingDirectRunner",
-    "PrismRunner",
-)
-
-
-def _runner_name(options: PipelineOptions) -> str:
-    """The runner's class name, whether given by name or by dotted path."""
-    return str(options.view_as(StandardOptions).runner or "").rsplit(".", 1)[-1]
-
-
-def _workers_run_here(options: PipelineOptions) -> bool:
-    """A local runner, or a portable one whose workers are this process (LOOPBACK)."""
-    loopback = options.get_all_options().get("environment_type") == "LOOPBACK"
-    return _runner_name(options) in _LOCAL_RUNNERS or loopback
-
-
-def _check_paths_reach_workers(config: ConvertConfig, options: PipelineOptions) -> None:
-    """Dataflow workers never see this disk: refuse local paths. Portable runners (Flink) may
-    run workers here or elsewhere: warn."""
-    runner = _runner_name(options)
-    local = [
-        f"--{name.replace('_', '-')} {value}"
-        for name, value in (
-            ("input", config.input),
-            ("image_root", config.image_root),
-            ("output", config.output),
-        )
-        if "://" not in value
-    ]
-    if not local or _workers_run_here(options):
-        return
-    message = f"the {runner} workers may not see this machine's disk: {', '.join(local)}"
-    if runner == "DataflowRunner":
-        raise ConversionError(f"{message}; put the list, the images and the output on gs://")
-    _LOG.warning("%s; fine for workers on this machine, otherwise use gs://", message)
-
-
-def _check_analyze_runs_here(config: ConvertConfig, options: PipelineOptions) -> None:
-    """--analyze runs tf.Transform on the workers; only workers of this machine's environment
-    have TensorFlow (the sdist and deploy/Dockerfile ship the conversion's dependencies only).
-    Refused before anything is written, not after every shard."""
-    if config.analyze and not _workers_run_here(options):
-        raise ConversionError(
-            f"--analyze needs TensorFlow and tf.Transform on the workers, and the "
-            f"{_runner_name(options)} workers do not have them (the worker image and sdist "
-            "ship the conversion's "
-            "dependencies only). Convert there without --analyze, or run --analyze locally "
-            "(no --runner)"
-        )
-
-
-def _preflight(config: ConvertConfig) -> list[str] | None:
-    if config.input_kind == "folder":  # on GCS a folder is a prefix, not an object
-        if (config.output + "/").startswith(config.input.rstrip("/") + "/"):
-            # its shards would be listed as the images of a class on the next run
-            raise ConversionError(
-                f"--output {config.output} is inside the --input folder {config.input}; "
-                "write it elsewhere"
-            )
-        pattern = class_folder_pattern(config.input)
-        if not FileSystems.match([pattern], limits=[1])[0].metadata_list:
-            raise ConversionError(
-                f"--input {config.input} holds no images in class folders ({pattern})"
-            )
-    elif not FileSystems.exists(config.input):
-        raise ConversionError(f"--input {config.input} does not exist")
-    else:
-        with FileSystems.open(config.input) as f:
-            start = f.read(2)
-        if start in (b"\xff\xfe", b"\xfe\xff"):  # every line would be rejected as not UTF-8
-            raise ConversionError(f"--input {config.input} is UTF-16 text; save it as UTF-8")
-    return _load_labels(config.labels_file)
-
-
 def _counters(result) -> dict[str, int]:
     try:
         found = result.metrics().query(
@@ -218,23 +147,6 @@ def _counters(result) -> dict[str, int]:
     return totals
 
 
-def _check_result(meta: dict, config: ConvertConfig) -> None:
-    inputs = meta["num_inputs"]
-    rejected = meta["num_rejected"]
-    if meta["num_records"] == 0:
-        detail = ", ".join(f"{k}: {v}" for k, v in meta["rejected"]["by_reason"].items())
-        raise ConversionError(
-            f"no record was written from {inputs} inputs"
-            + (f" (rejected: {detail}; see {meta['rejected']['file']})" if detail else "")
-        )
-    if inputs and rejected / inputs > config.max_reject_fraction:
-        raise ConversionError(
-            f"{rejected} of {inputs} inputs ({rejected / inputs:.2%}) were rejected, more than "
-            f"--max-reject-fraction {config.max_reject_fraction}; reasons and lines are in "
-            f"{FileSystems.join(config.output, meta['rejected']['file'])}"
-        )
-
-
 def _raise_explained(
     failed: Exception, argv: list[str], config: ConvertConfig, fingerprint: str, exits: list[int]
 ) -> None:
@@ -244,7 +156,8 @@ def _raise_explained(
         names = journal.journaled_shards(config.output, config.split, fingerprint)
     except Exception:  # the store is unreachable too: the message counts none
         names = []
-    total = int(names[0].rsplit("-of-", 1)[1].split(".")[0]) if names else None
+    parsed = parse_shard_name(names[0]) if names else None
+    total = parsed.num_shards if parsed else None
     message = explain_failure(failed, argv, exits, (len(names), total))
     if message is None:
         return
@@ -257,7 +170,7 @@ def _run_plan(
 ) -> ConvertResult:
     """The index stages only (pipeline/plan.py); the plan comes back through a temporary file,
     local or under --temp_location for workers elsewhere."""
-    local = _runner_name(options) in _LOCAL_RUNNERS
+    local = runner_name(options) in LOCAL_RUNNERS
     if local:
         folder = tempfile.mkdtemp(prefix="imgshard-plan-")
     else:
@@ -279,9 +192,9 @@ def _run_plan(
         raise ConversionError(message) from None
     finally:
         if local:
-            metadata.remove_tree(folder)
+            remove_tree(folder)
         else:
-            metadata.remove_files([plan_path])
+            remove_files([plan_path])
     return ConvertResult(config.output, {}, time.time() - started, _counters(result), plan=plan)
 
 
@@ -301,18 +214,18 @@ def run(argv: list[str] | None = None) -> ConvertResult:
     check_unknown_flags(beam_args, parser, allow=args.allow_unknown_flags)
     config = config_from_args(args)
     options = pipeline_options(beam_args, estimate_work(config))
-    _check_paths_reach_workers(config, options)
+    check_paths_reach_workers(config, options)
     if args.plan:
-        return _run_plan(config, options, _preflight(config))
-    _check_analyze_runs_here(config, options)
-    given_labels = _preflight(config)
+        return _run_plan(config, options, check_inputs(config))
+    check_analyze_runs_here(config, options)
+    given_labels = check_inputs(config)
     check_input_sample(config, given_labels)
     dry_run = options.view_as(TestOptions).dry_run
-    fingerprint, input_hash = "", None
+    fingerprint, started_input = "", None
     if not dry_run:  # a dry run writes nothing, so it has no output to check
         identity = run_identity(config, version())
         fingerprint = prepare_output(config, identity)
-        input_hash = identity["input_sha256"]
+        started_input = identity["input"]
 
     if config.shuffle == "none":
         _LOG.warning(
@@ -329,13 +242,13 @@ def run(argv: list[str] | None = None) -> ConvertResult:
         given_labels,
         version(),
         fingerprint=fingerprint,
-        input_sha256=input_hash,
+        input_identity=started_input,
     )
     if dry_run:  # Dataflow validates the graph and options, submits nothing, writes nothing
         result = pipeline.run()
         return ConvertResult(config.output, {}, time.time() - started, {}, result.job)
     poll_seconds = (
-        2.0 if _runner_name(options) in _LOCAL_RUNNERS else 30.0
+        2.0 if runner_name(options) in LOCAL_RUNNERS else 30.0
     )  # listing gs:// costs requests
     deaths = WorkerDeaths(show=_LOG.isEnabledFor(logging.DEBUG))
     progress = ShardProgress(
@@ -355,7 +268,7 @@ def run(argv: list[str] | None = None) -> ConvertResult:
     meta = metadata.load_metadata(config.output)
     outcome = ConvertResult(config.output, meta, seconds, _counters(result))
     try:
-        _check_result(meta, config)
+        check_result(meta, config)
     except ConversionError as failed:
         failed.result = outcome
         raise

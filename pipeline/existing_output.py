@@ -1,7 +1,8 @@
 """What a run does with an output folder that is not empty: refuse, resume or replace.
 
-A run records its identity (settings, input hash, labels file hash, tool version) in the
-output's journal before it starts (transforms/journal.py); `--resume` continues only a run of
+A run records its identity (settings, the input's metadata (transforms/input_identity.py),
+labels file hash, tool version) in the
+output's journal before it starts (pipeline/journal.py); `--resume` continues only a run of
 the same identity, `--overwrite` clears the old run's claims first, and anything else is
 refused, so old and new shards are never silently mixed.
 """
@@ -15,12 +16,12 @@ import os
 
 from apache_beam.io.filesystems import FileSystems
 
+from imgshard.pipeline import journal, metadata
 from imgshard.pipeline.errors import ConversionError
 from imgshard.pipeline.options import ConvertConfig
-from imgshard.transforms import journal, metadata
 from imgshard.transforms.boxes import boxes_source_sha256
-from imgshard.transforms.index import input_sha256
-from imgshard.transforms.tfrecord import TMP_MARKER
+from imgshard.transforms.input_identity import input_identity
+from imgshard.transforms.storage import TMP_MARKER, remove_files, remove_tree
 
 __all__ = ["prepare_output", "run_identity"]
 
@@ -29,9 +30,7 @@ _LOG = logging.getLogger("imgshard")
 
 def run_identity(config: ConvertConfig, version: str) -> dict:
     """Everything that decides the output's bytes: a run is only resumed by the same one."""
-    settings = config.to_json_dict()
-    for no_effect_on_shards in ("analyze", "analyze_image_size"):
-        del settings[no_effect_on_shards]
+    settings = config.shard_settings()
     labels_sha256 = None
     if config.labels_file:
         with FileSystems.open(config.labels_file) as f:
@@ -39,7 +38,8 @@ def run_identity(config: ConvertConfig, version: str) -> dict:
     identity = {
         "tool_version": version,
         "settings": settings,
-        "input_sha256": input_sha256(config.input, config.input_kind),
+        # size and update time, not a hash: the driver never reads the whole input
+        "input": input_identity(config.input, config.input_kind),
         "labels_sha256": labels_sha256,
     }
     if config.boxes:  # the boxes written into the records
@@ -122,8 +122,8 @@ def prepare_output(config: ConvertConfig, identity: dict) -> str:
         )
     if existing:  # --overwrite
         _refuse_another_split(config)
-        metadata.remove_files([FileSystems.join(config.output, metadata.DATASET_JSON)])
-        metadata.remove_tree(journal.journal_dir(config.output, config.split))
+        remove_files([FileSystems.join(config.output, metadata.DATASET_JSON)])
+        remove_tree(journal.journal_dir(config.output, config.split))
         metadata.remove_rejected_fragments(config.output, config.split)
     journal.write_run(config.output, config.split, identity)
     return fingerprint

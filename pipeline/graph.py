@@ -1,6 +1,7 @@
 """The conversion job's graph, top-down in one place.
 
-ReadIndex        list / CSV / folder tree  -> (line, path, label)   (+ rejected)
+ReadIndex        list / CSV in byte-range splits, folder tree by class, in parallel
+                 (pipeline/read_index.py)  -> (line, path, label)   (+ rejected)
 BuildVocabulary  distinct labels           -> Vocabulary                       (side input)
 ChooseShardCount count of entries          -> N                                (side input)
 AssignShard      -> (shard, packed (key, line, path, label_id))  key = hash(seed, path)
@@ -9,7 +10,8 @@ ReadBoxes        with --boxes: box files read in parallel -> file name -> its bo
 WriteShard       per shard: read + decode + resize + encode in key order, one atomic file
                  (and its index file), then its journal entry (or, with --resume, the
                  journaled result if it verifies)
-Finalize         dataset.json, labels.txt, {split}-rejected.jsonl
+Finalize         dataset.json, labels.txt, {split}-rejected.jsonl, from combined counts
+                 (records and bytes per shard, label counts summed, rejections by reason)
 """
 
 from __future__ import annotations
@@ -21,21 +23,25 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.pvalue import AsDict, AsList, AsSingleton, TaggedOutput
 
-from imgshard.pipeline.options import ConvertConfig
-from imgshard.transforms import metadata, records
-from imgshard.transforms.analysis import TRANSFORM_DIR
+from imgshard.pipeline import metadata
+from imgshard.pipeline.analysis import TRANSFORM_DIR
+from imgshard.pipeline.combiners import LabelSet, SumLabelCounts
+from imgshard.pipeline.options import ConvertConfig, writer_config
+from imgshard.pipeline.read_index import ReadIndex
+from imgshard.pipeline.seams import crash_point
+from imgshard.pipeline.shard_writer import METRICS_NAMESPACE, WriteShard
+from imgshard.transforms import records
 from imgshard.transforms.boxes import BoxesError, box_files, merge_boxes, read_box_file
-from imgshard.transforms.crash_points import crash_point
-from imgshard.transforms.index import read_index
-from imgshard.transforms.labels import DistinctLabels, Vocabulary, build_vocabulary
+from imgshard.transforms.input_identity import describe_change, input_identity
+from imgshard.transforms.labels import Vocabulary, build_vocabulary
 from imgshard.transforms.records import (
-    IndexEntry,
+    REJECTED,
     Rejection,
+    ShardResult,
     SourceInfo,
     pack_shard_entry,
     unpack_shard_entry,
 )
-from imgshard.transforms.shard_writer import METRICS_NAMESPACE, WriterConfig, WriteShard
 from imgshard.transforms.sharding import (
     auto_num_shards,
     contiguous_shard,
@@ -43,36 +49,11 @@ from imgshard.transforms.sharding import (
     estimated_record_bytes,
     shard_key,
 )
+from imgshard.transforms.storage import remove_tree
 
 __all__ = ["Indexed", "build_graph", "index_and_assign"]
 
-REJECTED = "rejected"
 _TFT_TEMP = ".tft-tmp"
-
-
-class ReadIndexFn(beam.DoFn):
-    """input uri -> (line, path, label); Rejection and SourceInfo to tagged outputs.
-
-    Entries leave as plain tuples: Beam's coder pickles a NamedTuple (113 bytes for an
-    ILSVRC-like entry, class name included) but encodes a tuple natively (50 bytes), and the
-    local runner holds every entry until AssignShard has its side inputs."""
-
-    SOURCE = "source"
-
-    def __init__(self, kind: str, path_column: str | None, label_column: str | None):
-        self._kind = kind
-        self._columns = (path_column, label_column)
-
-    def process(self, uri: str):
-        for item in read_index(uri, self._kind, *self._columns):
-            if isinstance(item, IndexEntry):
-                crash_point("index_entry")
-                yield tuple(item)
-            elif isinstance(item, Rejection):
-                beam.metrics.Metrics.counter(METRICS_NAMESPACE, f"rejected_{item.reason}").inc()
-                yield TaggedOutput(REJECTED, item)
-            else:
-                yield TaggedOutput(self.SOURCE, item)
 
 
 class AssignShard(beam.DoFn):
@@ -107,7 +88,7 @@ class AssignShard(beam.DoFn):
             shard = key % num_shards
         else:
             key = line
-            shard = contiguous_shard(line, source.lines, num_shards)
+            shard = contiguous_shard(line, source.inputs, num_shards)
         yield shard, pack_shard_entry(key, line, path, label_id)
 
 
@@ -123,30 +104,51 @@ def _drop_duplicate_paths(path_and_entries, vocabulary: Vocabulary):
         yield TaggedOutput(REJECTED, rejection)
 
 
+def _shard_row(shard: ShardResult) -> ShardResult:
+    """What dataset.json lists per shard: its name, counts and hashes, not its label counts."""
+    return shard._replace(label_counts={})
+
+
 class Finalize(beam.DoFn):
     """Writes dataset.json, labels.txt and the rejected report once every shard exists.
 
-    It gets the rejections as counts by reason and as the report fragments the workers wrote
-    (WriteRejectedFragments), so its memory does not grow with them.
+    Its memory does not grow with the rejections or the classes per shard: it gets one small
+    row per shard (name, records, bytes, hashes), the label counts summed across shards
+    (SumLabelCounts), the rejections as counts by reason and as the report fragments the
+    workers wrote (WriteRejectedFragments). It refuses an input whose metadata changed since
+    the run started (transforms/input_identity.py).
     """
 
-    def __init__(self, config: ConvertConfig, version: str, input_sha256: str | None):
+    def __init__(self, config: ConvertConfig, version: str, input_identity: dict | None):
         self._config = config
         self._version = version
-        self._input_sha256 = input_sha256
+        self._input_identity = input_identity
 
     def process(
-        self, _, num_shards, shards, rejected_counts, fragments, source, vocabulary, analyzed=()
+        self,
+        _,
+        num_shards,
+        shards,
+        label_counts,
+        rejected_counts,
+        fragments,
+        source,
+        vocabulary,
+        analyzed=(),
     ):
-        if self._input_sha256 and source.sha256 != self._input_sha256:
-            raise RuntimeError(
-                f"{source.uri} changed while it was converted (SHA-256 {self._input_sha256} "
-                f"at the start, {source.sha256} when read); convert it again"
+        if self._input_identity is not None:
+            changed = describe_change(
+                source.uri,
+                self._input_identity,
+                input_identity(source.uri, self._config.input_kind),
             )
+            if changed:
+                raise RuntimeError(changed)
         meta = metadata.build_metadata(
             split=self._config.split,
             num_shards=num_shards,
             shards=shards,
+            label_counts=label_counts,
             rejected_by_reason=dict(rejected_counts),
             source=source,
             vocabulary=vocabulary,
@@ -155,7 +157,7 @@ class Finalize(beam.DoFn):
         )
         if self._config.analyze:
             meta["transform_fn"] = TRANSFORM_DIR
-            metadata.remove_tree(FileSystems.join(self._config.output, _TFT_TEMP))
+            remove_tree(FileSystems.join(self._config.output, _TFT_TEMP))
         metadata.write_outputs(self._config.output, meta, (), vocabulary, fragments)
         crash_point("finalize_after_dataset_json")
         metadata.remove_stale_files(
@@ -195,28 +197,19 @@ def index_and_assign(
     p: beam.Pipeline, config: ConvertConfig, given_labels: list[str] | None
 ) -> Indexed:
     """ReadIndex, BuildVocabulary, ChooseShardCount, AssignShard (see the module docstring)."""
-    index = (
-        p
-        | "Input" >> beam.Create([config.input])
-        | "ReadIndex"
-        >> beam.ParDo(
-            ReadIndexFn(config.input_kind, config.path_column, config.label_column)
-        ).with_outputs(REJECTED, ReadIndexFn.SOURCE, main="entries")
-    )
-    entries = index.entries  # (line, path, label)
-    source = AsSingleton(index[ReadIndexFn.SOURCE])
+    index = p | "ReadIndex" >> ReadIndex(config)
+    entries = index.entries  # IndexEntry(line, path, label)
+    source = AsSingleton(index.source)
 
     label_kind = "name" if config.input_kind == "folder" else config.label_kind
     vocabulary = (
         entries
         | "Labels" >> beam.Map(lambda e: e[2])
-        | "DistinctLabels" >> beam.CombineGlobally(DistinctLabels())
+        | "DistinctLabels" >> beam.CombineGlobally(LabelSet())
         | "BuildVocabulary"
         >> beam.Map(build_vocabulary, label_kind, given_labels, config.max_int_labels)
     )
-    record_bytes = estimated_record_bytes(
-        config.image.resize.mode, config.image.resize.width, config.image.resize.height
-    )
+    record_bytes = estimated_record_bytes(config.image.resize)
     num_shards = (
         entries
         | "CountEntries" >> beam.combiners.Count.Globally()
@@ -231,7 +224,7 @@ def index_and_assign(
         source=source,
     ).with_outputs(REJECTED, main="keyed")
     keyed = assigned.keyed  # (shard, pack_shard_entry(key, line, path, label_id))
-    rejected = [index[REJECTED], assigned[REJECTED]]
+    rejected = [index.rejected, assigned[REJECTED]]
 
     if config.shuffle == "none":
         # Hashed keys put every listing of a path into one shard, where the writer drops the
@@ -256,13 +249,14 @@ def build_graph(
     given_labels: list[str] | None,
     version: str,
     fingerprint: str = "",
-    input_sha256: str | None = None,
+    input_identity: dict | None = None,
 ) -> None:
     """Adds the conversion to `p`.
 
     Args:
-      fingerprint: the run's identity; shards are journaled under it (transforms/journal.py).
-      input_sha256: the input's hash when the run started; finalize refuses a changed input.
+      fingerprint: the run's identity; shards are journaled under it (pipeline/journal.py).
+      input_identity: the input's metadata when the run started (transforms/input_identity.py);
+        Finalize refuses an input that changed since.
     """
     indexed = index_and_assign(p, config, given_labels)
     source, vocabulary, num_shards = indexed.source, indexed.vocabulary, indexed.num_shards
@@ -290,28 +284,15 @@ def build_graph(
         | "GroupByShard" >> beam.GroupByKey()
         | "WriteShard"
         >> beam.ParDo(
-            WriteShard(
-                WriterConfig(
-                    config.output,
-                    config.split,
-                    config.image_root,
-                    config.image,
-                    config.label_offset,
-                    summaries=config.analyze,
-                    allow_outside_root=config.allow_outside_root,
-                    fingerprint=fingerprint,
-                    resume=config.resume,
-                    boxes=bool(config.boxes),
-                    index_files=config.index_files,
-                    format=config.format,
-                )
-            ),
+            WriteShard(writer_config(config, fingerprint)),
             num_shards=AsSingleton(num_shards),
             vocabulary=AsSingleton(vocabulary),
             **boxes,
-        ).with_outputs(WriteShard.REJECTED, WriteShard.SUMMARIES, main="shards")
+        ).with_outputs(REJECTED, WriteShard.SUMMARIES, main="shards")
     )
-    rejected.append(written[WriteShard.REJECTED])
+    rejected.append(written[REJECTED])
+    shard_rows = written.shards | "ShardRows" >> beam.Map(_shard_row)
+    label_counts = written.shards | "SumLabelCounts" >> beam.CombineGlobally(SumLabelCounts())
     all_rejected = rejected | "CollectRejected" >> beam.Flatten()
     rejected_counts = (
         all_rejected
@@ -332,7 +313,7 @@ def build_graph(
 
     analyzed = {}
     if config.analyze:
-        from imgshard.transforms.analysis import AnalyzeImages, class_summaries
+        from imgshard.pipeline.analysis import AnalyzeImages, class_summaries
 
         class_rows = vocabulary | "ClassSummaries" >> beam.FlatMap(
             lambda v: class_summaries(v.names)
@@ -352,9 +333,10 @@ def build_graph(
         | "FinalizeTrigger" >> beam.Create([None])
         | "Finalize"
         >> beam.ParDo(
-            Finalize(config, version, input_sha256),
+            Finalize(config, version, input_identity),
             num_shards=AsSingleton(num_shards),
-            shards=AsList(written.shards),
+            shards=AsList(shard_rows),
+            label_counts=AsSingleton(label_counts),
             rejected_counts=AsList(rejected_counts),
             fragments=AsList(fragments),
             source=source,

@@ -16,11 +16,11 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.pvalue import AsList, AsSingleton, TaggedOutput
 
-from imgshard.pipeline.graph import REJECTED, index_and_assign
+from imgshard.pipeline.graph import index_and_assign
 from imgshard.pipeline.options import ConvertConfig
 from imgshard.transforms.labels import Vocabulary
-from imgshard.transforms.records import unpack_shard_entry
-from imgshard.transforms.shard_writer import shard_name
+from imgshard.transforms.records import REJECTED, unpack_shard_entry
+from imgshard.transforms.shard_names import shard_name
 from imgshard.transforms.sharding import drop_duplicates
 
 __all__ = ["build_plan_graph", "format_plan", "load_plan"]
@@ -44,7 +44,7 @@ def _plan_shard(element, vocabulary: Vocabulary):
 def _write_plan(_, path, config, num_shards, shards, rejected, source, vocabulary):
     by_shard = {shard: (records, counts) for shard, records, counts in shards}
     plan = {
-        "input": {"uri": source.uri, "kind": source.kind, "inputs": source.lines},
+        "input": {"uri": source.uri, "kind": source.kind, "inputs": source.inputs},
         "num_shards": num_shards,
         "num_records": sum(records for records, _ in by_shard.values()),
         "labels": {"kind": vocabulary.kind, "names": list(vocabulary.names)},

@@ -8,18 +8,17 @@ journaled size) count as done from the start; the rate and time left come from t
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 
 from apache_beam.io.filesystems import FileSystems
 
-from imgshard.transforms import journal
+from imgshard.pipeline import journal
+from imgshard.transforms.shard_names import parse_shard_name, shard_glob
 
 __all__ = ["ShardProgress"]
 
 _LOG = logging.getLogger("imgshard")
-_NAME = re.compile(r"-(\d{5})-of-(\d{5})\.(tfrecord|array_record)$")  # not index files
 
 
 def _format_duration(seconds: float) -> str:
@@ -37,8 +36,8 @@ class ShardProgress:
         self._output, self._split = output, split
         self._resumed_fingerprint = resumed_fingerprint
         self._kept: dict[str, int] = {}  # name -> journaled size, of the earlier run's shards
-        # both shard formats; _NAME leaves the index files out
-        self._pattern = FileSystems.join(output, f"{split}-*-of-*")
+        # both shard formats; parse_shard_name leaves the index files out
+        self._pattern = FileSystems.join(output, shard_glob(split))
         self._interval = interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="imgshard-progress", daemon=True)
@@ -63,10 +62,10 @@ class ShardProgress:
             return 0, 0, 0, 0
         written, kept, total, size = 0, 0, 0, 0
         for m in found:
-            match = _NAME.search(m.path)
-            if not match:
-                continue
             name = m.path.rsplit("/", 1)[-1]
+            parsed = parse_shard_name(name)
+            if parsed is None or parsed.split != self._split:
+                continue
             # shards left by an earlier run (--overwrite) predate this one
             if m.last_updated_in_seconds >= self._started - 1:
                 written += 1
@@ -75,7 +74,7 @@ class ShardProgress:
                 kept += 1
             else:
                 continue
-            total = int(match.group(2))
+            total = parsed.num_shards
         return written, kept, total, size
 
     def _watch(self) -> None:

@@ -11,6 +11,7 @@ import sys
 import numpy as np
 from PIL import Image
 
+from imgshard.transforms.shard_names import shard_glob
 from imgshard.transforms.tfrecord import iter_records
 
 # In-process runner: fast for small tests. Tests that need worker processes say so.
@@ -113,7 +114,7 @@ def all_files(output) -> dict[str, bytes]:
 
 
 def shard_files(output: str, split: str = "train") -> list[str]:
-    return sorted(glob.glob(os.path.join(output, f"{split}-*-of-*.tfrecord")))
+    return sorted(glob.glob(os.path.join(output, shard_glob(split, "tfrecord"))))
 
 
 def read_examples(output: str, split: str = "train") -> list[dict]:

@@ -1,5 +1,6 @@
 """tf.Transform statistics in the conversion job (--analyze)."""
 
+import functools
 import io
 import json
 import os
@@ -87,7 +88,9 @@ def test_the_class_map_agrees_with_every_record(analyzed):
         out, [e["image/encoded"] for e in examples], [e["image/class/synset"] for e in examples]
     )
     assert outputs["label"].numpy().tolist() == [e["image/class/label"] for e in examples]
-    assert outputs["image"].shape == (len(examples), 16, 16, 3)
+    assert outputs["image_pixels"].shape == (len(examples), 16, 16, 3)
+    # only what the trainer uses is in the graph (#17): no normalized copy, no size quantiles
+    assert set(outputs) == {"image_pixels", "label", "mean", "std"}
     unknown = transform(out, [examples[0]["image/encoded"]], [b"n99999999"])
     assert unknown["label"].numpy().tolist() == [-1]
 
@@ -97,12 +100,16 @@ def test_a_labels_file_order_and_an_offset_are_respected(tmp_path):
     labels = tmp_path / "labels.txt"
     labels.write_text("n00000002\nn00000000\nn00000001\n")  # not sorted
     out = tmp_path / "out"
-    analyze(list_path, out, "--labels", str(labels))
+    analyze(list_path, out, "--labels", str(labels), "--label-offset", "1")
     examples = read_examples(str(out))
+    written = [e["image/class/label"] for e in examples]
+    ids = {b"n00000002": 0, b"n00000000": 1, b"n00000001": 2}  # the labels file's order
+    assert written == [ids[e["image/class/synset"]] + 1 for e in examples]
     outputs = transform(
         out, [e["image/encoded"] for e in examples], [e["image/class/synset"] for e in examples]
     )
-    assert outputs["label"].numpy().tolist() == [e["image/class/label"] for e in examples]
+    # the transform maps a class to its 0-based id; the records hold id + offset
+    assert outputs["label"].numpy().tolist() == [label - 1 for label in written]
 
 
 def test_analysis_is_deterministic(analyzed, tmp_path):
@@ -111,13 +118,15 @@ def test_analysis_is_deterministic(analyzed, tmp_path):
     analyze(list_path, again)
     image = [read_examples(str(out))[0]["image/encoded"]]
     first, second = transform(out, image, [b"n00000001"]), transform(again, image, [b"n00000001"])
-    for key in ("mean", "std", "image", "label", "height_quantiles"):
+    for key in ("mean", "std", "image_pixels", "label"):
         np.testing.assert_array_equal(first[key].numpy(), second[key].numpy())
 
 
 def test_trainer_uses_the_analysis_and_serving_matches_the_evaluation_path(tmp_path):
+    from imgshard.trainer.input_pipeline import InputSettings, dataset_files, image_dataset
     from imgshard.trainer.preprocessing import eval_image
     from imgshard.trainer.train import run as train
+    from imgshard.trainer.transform import load_transform, transform_images
 
     list_path = sorted_dataset(str(tmp_path / "images"), classes=4, per_class=16, names=True)
     shards = tmp_path / "shards"
@@ -166,8 +175,45 @@ def test_trainer_uses_the_analysis_and_serving_matches_the_evaluation_path(tmp_p
     examples = read_examples(str(shards))[:10]
     jpegs = [e["image/encoded"] for e in examples]
     out = served(image_bytes=tf.constant(jpegs))
-    # the training-time evaluation path: eval_image on the record's bytes, then the model
-    images = tf.stack([eval_image(tf.constant(b), 32) for b in jpegs])
+
+    # the training-time evaluation input: the transform graph, the one serving runs. One more
+    # record holds a transparent PNG (black under alpha 0): the graph puts it on white, as the
+    # converter does, where eval_image alone would keep the black, so the two paths differ.
+    transform_info = load_transform(str(shards / "transform_fn"))
+    settings = InputSettings(image_size=32, batch_size=len(examples) + 1, num_classes=4)
+    clear = np.zeros((40, 40, 4), np.uint8)
+    clear[:, :20] = (200, 30, 30, 255)
+    png = encode(Image.fromarray(clear, "RGBA"), "PNG")
+    records = tmp_path / "first.tfrecord"
+    with tf.io.TFRecordWriter(str(records)) as writer:
+        for record in list(tf.data.TFRecordDataset(dataset_files(str(shards))))[:10]:
+            writer.write(record.numpy())
+        feature = {
+            "image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[png])),
+            "image/class/label": tf.train.Feature(int64_list=tf.train.Int64List(value=[0])),
+        }
+        writer.write(
+            tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+        )
+    batch, _ = next(
+        iter(
+            image_dataset(
+                [str(records)],
+                settings,
+                training=False,
+                eval_images=functools.partial(transform_images, transform_info.layer),
+            )
+        )
+    )
+    graph = transform(shards, [*jpegs, png], [b""] * (len(jpegs) + 1))["image_pixels"].numpy()
+    np.testing.assert_array_equal(batch.numpy(), graph.astype(np.uint8))
+    assert batch.numpy()[-1][:, -8:].min() > 200  # on white, through the graph
+    assert eval_image(tf.constant(png), 32).numpy()[:, -8:].max() < 50  # eval_image alone
+    # on converted records the graph does what eval_image does (it is built from it), so a model
+    # trained without tf.Transform is evaluated the same way
+    images = batch[:-1]
+    direct = tf.stack([eval_image(tf.constant(b), 32) for b in jpegs]).numpy()
+    np.testing.assert_array_equal(images.numpy(), direct)
     expected = tf.nn.softmax(model(images, training=False)).numpy()
     np.testing.assert_allclose(out["probabilities"].numpy(), expected, atol=1e-6)
     names = (shards / "labels.txt").read_text().split()

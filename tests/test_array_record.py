@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from helpers import all_files, convert, shard_files, sorted_dataset
-from imgshard.pipeline.audit import audit, default_readers
+from imgshard.audit import audit, default_readers
 from imgshard.transforms.tfrecord import iter_records
 
 FLAGS = ("--num-shards", "3", "--resize", "shorter:16")
@@ -86,7 +86,7 @@ def test_the_audit_reads_array_record_shards_and_catches_damage(outputs, tmp_pat
     assert report["reader_order"] == {} and "replay tf.data's TFRecord" in report["note"]
     assert report["records"] == 36 and report["integrity"]["dataset_json"]["mismatches"] == []
 
-    from imgshard.pipeline.contact_sheet import draw_contact_sheet
+    from imgshard.audit.contact_sheet import draw_contact_sheet
 
     cells = draw_contact_sheet(audit(str(array_out)).shards, str(tmp_path / "sheet.png"), n=4)
     assert [c.caption[1] for c in cells] == ["16x16"] * 4  # read back from ArrayRecord

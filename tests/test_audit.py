@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from helpers import IN_PROCESS, jpeg, read_examples, shard_files, sorted_dataset
+from imgshard.audit import audit, default_readers
 from imgshard.pipeline import run
-from imgshard.pipeline.audit import audit, default_readers
 from imgshard.transforms.example import encode_example
 from imgshard.transforms.tfrecord import TFRecordWriter, iter_records
 
@@ -68,7 +68,7 @@ def test_our_shards_pass_every_check(dataset, tmp_path):
     assert report["raw_order"]["distinct_ratio"] >= 0.95
     assert set(report["reader_order"]) == {"trainer", "sequential"}
     assert report["shard_skew"]["ratio"] < 1.5
-    from imgshard.pipeline.audit_report import plot_report
+    from imgshard.audit.report import plot_report
 
     plot_report(result, str(plot))
     image = Image.open(plot)
@@ -232,7 +232,7 @@ def test_cli_exit_codes_json_and_plot(dataset, tmp_path):
 
 
 def test_human_report_says_what_was_checked(dataset):
-    from imgshard.pipeline.audit_report import format_report
+    from imgshard.audit.report import format_report
 
     _, good, sorted_out = dataset
     plain = format_report(audit(good, readers=[]).report)

@@ -6,8 +6,8 @@ import random
 import pytest
 from apache_beam.io.filesystems import FileSystems
 
-from imgshard.pipeline.audit import audit, default_readers, main
-from imgshard.pipeline.audit_graph import SumCounts
+from imgshard.audit import audit, default_readers, main
+from imgshard.audit.scan_graph import SumCounts
 from imgshard.transforms.example import Floats, encode_example
 from imgshard.transforms.tfrecord import TFRecordWriter
 

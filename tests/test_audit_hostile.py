@@ -10,10 +10,10 @@ import textwrap
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from imgshard.pipeline.audit import audit
-from imgshard.transforms.accounting import RecordPaths
+from imgshard.audit import audit
+from imgshard.audit.accounting import RecordPaths
+from imgshard.audit.shard_scan import scan_shards
 from imgshard.transforms.example import Floats, _field, _varint, encode_example
-from imgshard.transforms.shard_scan import scan_shards
 from imgshard.transforms.tfrecord import TFRecordWriter, masked_crc32c
 
 LABEL = "image/class/label"
@@ -121,7 +121,7 @@ def test_shards_written_by_tensorflow_still_pass(tmp_path):
 
 
 def test_the_contact_sheet_of_hostile_shards_draws_grey_cells(tmp_path):
-    from imgshard.pipeline.contact_sheet import draw_contact_sheet
+    from imgshard.audit.contact_sheet import draw_contact_sheet
 
     bad_boxes = {"image/object/bbox/xmin": [b"x"], "image/class/synset": 5}
     records = [KEY_AS_HUGE_VARINT, good_record(**bad_boxes), HUGE_LENGTH, BAD_WIRE_TYPE]
@@ -242,7 +242,7 @@ def _scan_bytes(data: bytes):
 MEMORY_PROBE = textwrap.dedent(
     """
     import resource, sys
-    from imgshard.pipeline.audit import audit
+    from imgshard.audit import audit
     good, hostile = sys.argv[1:3]
     audit(good, readers=[])  # warm: every import and first-use cost paid
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -8,9 +8,9 @@ import sys
 import pytest
 from apache_beam.io.filesystems import FileSystems
 
-from imgshard.pipeline.audit import audit, default_readers
+from imgshard.audit import audit, default_readers
+from imgshard.audit.reader_simulation import reader_order, shuffled
 from imgshard.transforms.example import encode_example
-from imgshard.transforms.reader_simulation import reader_order, shuffled
 from imgshard.transforms.tfrecord import TFRecordWriter
 
 READERS = default_readers(cycle_length=4, shuffle_buffer=256, sequential_buffer=0)
@@ -114,7 +114,7 @@ def test_reader_views_on_gs_equal_the_local_ones(gcs_bucket, tmp_path):
 def test_the_audit_does_not_import_tensorflow(tmp_path):
     write_shards(str(tmp_path), shuffled_labels())
     probe = (
-        "import sys; from imgshard.pipeline.audit import audit, default_readers; "
+        "import sys; from imgshard.audit import audit, default_readers; "
         f"r = audit({str(tmp_path)!r}, readers=default_readers(4, 256, 0), batch_size=16); "
         "print(sorted(r.report['reader_order']), 'tensorflow' in sys.modules)"
     )

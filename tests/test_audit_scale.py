@@ -7,7 +7,7 @@ import posixpath
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from imgshard.transforms.accounting import KEPT, RecordPaths, account_for_list
+from imgshard.audit.accounting import KEPT, RecordPaths, account_for_list
 from imgshard.transforms.records import IndexEntry, Rejection
 
 

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from helpers import convert, encode, read_examples, sorted_dataset, write
-from imgshard.pipeline.audit import audit
+from imgshard.audit import audit
 from imgshard.pipeline.demo_data import boxes_folder, write_digits
 from imgshard.transforms.boxes import BoxesError, read_boxes, transform_boxes
 from imgshard.transforms.example import decode_example, encode_example, image_example

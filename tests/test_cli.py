@@ -67,7 +67,7 @@ def test_shuffle_none_warns_loudly(tmp_path):
 def test_beam_workers_do_not_import_tensorflow():
     # What a worker process loads to run our DoFns; TensorFlow would cost seconds per worker.
     code = (
-        "import sys, imgshard.pipeline.graph, imgshard.transforms.shard_writer; "
+        "import sys, imgshard.pipeline.graph, imgshard.pipeline.shard_writer; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -16,9 +16,9 @@ from helpers import (
     sorted_dataset,
     write,
 )
+from imgshard.audit.mixing import distinct_ratio
 from imgshard.pipeline import ConversionError
 from imgshard.transforms import records
-from imgshard.transforms.mixing import distinct_ratio
 
 
 def shard_bytes(output) -> dict[str, bytes]:
@@ -272,18 +272,36 @@ def test_more_shards_than_images_still_writes_every_shard(tmp_path):
 
 
 def test_dataset_json_describes_the_output(sorted_list, tmp_path):
-    result = convert(sorted_list, tmp_path / "out", "--num-shards", "4", "--seed", "3")
-    meta = json.loads((tmp_path / "out" / "dataset.json").read_text())
-    assert meta == result.metadata
-    for shard in meta["shards"]:
-        data = (tmp_path / "out" / shard["name"]).read_bytes()
-        assert len(data) == shard["bytes"]
-        import hashlib
+    import hashlib
 
+    from imgshard.transforms.tfrecord import iter_records
+
+    out = tmp_path / "out"
+    convert(sorted_list, out, "--num-shards", "4", "--seed", "3")
+    meta = json.loads((out / "dataset.json").read_text())
+    # every figure recomputed from the files themselves
+    files = shard_files(str(out))
+    assert [s["name"] for s in meta["shards"]] == [os.path.basename(p) for p in files]
+    for shard, path in zip(meta["shards"], files, strict=True):
+        with open(path, "rb") as f:
+            data = f.read()
+        assert len(data) == shard["bytes"]
         assert hashlib.sha256(data).hexdigest() == shard["sha256"]
-    assert sum(s["records"] for s in meta["shards"]) == meta["num_records"] == 1000
-    assert meta["labels"]["counts"] == [50] * 20
+        with open(path, "rb") as f:
+            assert sum(1 for _ in iter_records(f)) == shard["records"]
+    assert meta["bytes"] == sum(os.path.getsize(p) for p in files)
+    examples = read_examples(str(out))
+    labels = [e["image/class/label"] for e in examples]
+    assert meta["num_records"] == len(labels) == 1000
+    assert meta["labels"]["counts"] == [labels.count(i) for i in range(20)] == [50] * 20
     assert meta["labels"]["names"] == [str(i) for i in range(20)]
+    with open(sorted_list, "rb") as f:
+        listed = f.read()
+    assert meta["num_inputs"] == len(listed.splitlines()) == 1000
+    assert meta["input"] == {
+        "uri": str(sorted_list),
+        "kind": "list",
+        "sha256": hashlib.sha256(listed).hexdigest(),
+    }
+    assert set(meta["schema"]) == set(examples[0])
     assert meta["settings"]["seed"] == 3 and meta["settings"]["image"]["resize"] == "shorter:256"
-    assert meta["input"]["sha256"] and meta["input"]["kind"] == "list"
-    assert set(meta["schema"]) >= {"image/encoded", "image/class/label", "image/filename"}

@@ -1,6 +1,6 @@
 """SIGKILL at any moment, then the same command again: the same bytes, nothing partial seen.
 
-Named crash points (transforms/crash_points.py) hit the narrow windows a timer would rarely
+Named crash points (pipeline/seams.py) hit the narrow windows a timer would rarely
 hit (a shard renamed but not yet journaled, dataset.json about to be written); random kill
 times over a multi-process run cover the rest.
 """
@@ -17,9 +17,10 @@ import time
 import pytest
 
 from helpers import IMGSHARD, IN_PROCESS, all_files, jpeg, shard_files, sorted_dataset, write
-from imgshard.transforms.crash_points import ENV
-from imgshard.transforms.journal import journal_dir
-from imgshard.transforms.tfrecord import TMP_MARKER, iter_records
+from imgshard.pipeline.journal import journal_dir
+from imgshard.pipeline.seams import ENV
+from imgshard.transforms.storage import TMP_MARKER
+from imgshard.transforms.tfrecord import iter_records
 
 PROCESSES = ("--direct_num_workers=2", "--direct_running_mode=multi_processing")
 NUM_SHARDS = 8

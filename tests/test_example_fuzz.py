@@ -8,6 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from imgshard.audit.shard_scan import scan_shards
 from imgshard.transforms.example import (
     MAX_VALUES,
     ExampleDecodeError,
@@ -17,7 +18,6 @@ from imgshard.transforms.example import (
 from imgshard.transforms.example import (
     _varint as varint,  # the encoder's own, to build the hostile bytes
 )
-from imgshard.transforms.shard_scan import scan_shards
 from imgshard.transforms.tfrecord import TFRecordWriter
 
 VALID = encode_example(

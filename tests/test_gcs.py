@@ -7,8 +7,8 @@ import pytest
 from apache_beam.io.filesystems import FileSystems
 
 from helpers import IN_PROCESS, read, shard_files, sorted_dataset, upload, write
+from imgshard.audit import audit
 from imgshard.pipeline import run
-from imgshard.pipeline.audit import audit
 from imgshard.transforms.records import MISSING_FILE
 
 pytestmark = pytest.mark.gcs

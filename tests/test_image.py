@@ -221,3 +221,28 @@ def test_bad_resize_flags_explain_the_accepted_forms(text):
 def test_spec_validation():
     with pytest.raises(ValueError, match="quality"):
         ImageSpec(quality=0)
+
+
+def test_shorter_and_longer_have_a_side_and_fixed_a_width_and_height():
+    assert parse_resize("shorter:256").side == 256 and parse_resize("longer:300").side == 300
+    fixed = parse_resize("fixed:40x30")
+    assert (fixed.width, fixed.height) == (40, 30)
+    for no_side in (fixed, parse_resize("none")):
+        with pytest.raises(ValueError, match="no side length"):
+            _ = no_side.side
+    assert [str(parse_resize(t)) for t in ("shorter:8", "longer:9", "fixed:4x3", "none")] == [
+        "shorter:8",
+        "longer:9",
+        "fixed:4x3",
+        "none",
+    ]
+
+
+def test_the_shard_count_estimate_reads_each_resize_by_its_own_sizes():
+    from imgshard.transforms.sharding import estimated_record_bytes
+
+    # ~0.4 bytes per pixel: a 4:3 photo with S as its shorter or its longer side, or W x H
+    assert estimated_record_bytes(parse_resize("shorter:300")) == int(300 * 400 * 0.4)
+    assert estimated_record_bytes(parse_resize("longer:400")) == int(400 * 300 * 0.4)
+    assert estimated_record_bytes(parse_resize("fixed:500x100")) == int(500 * 100 * 0.4)
+    assert estimated_record_bytes(parse_resize("none")) == 110_000

@@ -11,9 +11,10 @@ import sys
 import pytest
 
 from helpers import all_files, convert, shard_files, sorted_dataset
-from imgshard.pipeline.audit import audit
+from imgshard.audit import audit
 from imgshard.transforms.example import decode_example
-from imgshard.transforms.tfrecord import TMP_MARKER, iter_records
+from imgshard.transforms.storage import TMP_MARKER
+from imgshard.transforms.tfrecord import iter_records
 
 FLAGS = ("--num-shards", "3", "--resize", "shorter:16")
 

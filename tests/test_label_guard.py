@@ -68,3 +68,37 @@ def test_the_refusal_reads_the_same_from_worker_processes(tmp_path):
     message = str(refused.value)
     assert message.startswith("integer label '5000' would make the vocabulary"), message
     assert message.endswith("--max-int-labels 5001 to accept it")
+
+
+def test_the_label_set_combiner_unions_partial_sets_sorted():
+    import apache_beam as beam
+    from apache_beam.testing.util import assert_that, equal_to
+
+    from imgshard.pipeline.combiners import LabelSet
+
+    with beam.Pipeline() as p:  # combiner lifting: partial sets per bundle, then merged
+        labels = p | beam.Create(["b", "a", "c", "a", "b"] * 3, reshuffle=True)
+        assert_that(labels | beam.CombineGlobally(LabelSet()), equal_to([["a", "b", "c"]]))
+
+
+def test_the_job_and_the_trainer_do_not_share_a_class_name():
+    import ast
+    import pathlib
+
+    from imgshard.transforms import labels
+
+    root = pathlib.Path(labels.__file__).resolve().parents[1]
+
+    packages = {init.parent.name for init in root.glob("*/__init__.py")}  # any layout
+    assert "trainer" in packages and len(packages) > 1
+
+    def classes(folders):
+        return {
+            node.name
+            for folder in folders
+            for path in (root / folder).rglob("*.py")
+            for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.ClassDef)
+        }
+
+    assert classes(["trainer"]) & classes(packages - {"trainer"}) == set()

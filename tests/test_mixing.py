@@ -2,7 +2,7 @@ import random
 
 import pytest
 
-from imgshard.transforms.mixing import distinct_ratio, expected_distinct, mean_distinct
+from imgshard.audit.mixing import distinct_ratio, expected_distinct, mean_distinct
 
 
 def test_expected_distinct_matches_a_simulation():
@@ -38,7 +38,7 @@ def test_mean_distinct_needs_a_full_window():
 def test_window_stats_of_shuffled_and_sorted_streams():
     import numpy as np
 
-    from imgshard.transforms.mixing import window_stats
+    from imgshard.audit.mixing import window_stats
 
     labels = np.repeat(np.arange(20), 100)
     sorted_stats = window_stats(labels, 64)
@@ -54,7 +54,7 @@ def test_window_stats_of_shuffled_and_sorted_streams():
 def test_shard_skew_tells_random_shards_from_class_blocks():
     import numpy as np
 
-    from imgshard.transforms.mixing import shard_skew
+    from imgshard.audit.mixing import shard_skew
 
     rng = np.random.default_rng(0)
     p = np.full(10, 0.1)

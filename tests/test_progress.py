@@ -22,7 +22,7 @@ def test_progress_counts_this_runs_shards_with_rate_and_time_left(tmp_path, capl
 
 
 def test_progress_counts_the_shards_kept_by_resume(tmp_path, caplog):
-    from imgshard.transforms import journal
+    from imgshard.pipeline import journal
     from imgshard.transforms.records import ShardResult
 
     an_hour_ago = time.time() - 3600

@@ -4,7 +4,7 @@ Finalize holds counts, not rejections."""
 import json
 
 from helpers import all_files, convert, sorted_dataset
-from imgshard.transforms import metadata
+from imgshard.pipeline import metadata
 
 
 def list_with_rejections(root) -> str:

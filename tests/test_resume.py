@@ -7,8 +7,8 @@ import pytest
 
 from helpers import all_files, convert, jpeg, shard_files, sorted_dataset, write
 from imgshard.pipeline import ConversionError, existing_output
-from imgshard.transforms.journal import journal_dir
-from imgshard.transforms.tfrecord import TMP_MARKER
+from imgshard.pipeline.journal import journal_dir
+from imgshard.transforms.storage import TMP_MARKER
 
 
 @pytest.fixture
@@ -72,7 +72,17 @@ def test_a_changed_input_list_is_never_resumed_into(dataset, tmp_path):
     convert(dataset, out, *FLAGS)
     with open(dataset, "a") as f:
         f.write("0/0_0.JPEG 1\n")
-    with pytest.raises(ConversionError, match="input_sha256"):
+    with pytest.raises(ConversionError, match=r"input\.size: \d+ -> \d+"):
+        convert(dataset, out, *FLAGS, "--resume")
+
+
+def test_a_list_rewritten_with_the_same_size_is_never_resumed_into(dataset, tmp_path):
+    out = tmp_path / "out"
+    convert(dataset, out, *FLAGS)
+    data = open(dataset, "rb").read()
+    open(dataset, "wb").write(data.replace(b"0/0_0.JPEG 0", b"0/0_0.JPEG 1", 1))
+    os.utime(dataset, ns=(0, os.stat(dataset).st_mtime_ns + 1_000_000_000))
+    with pytest.raises(ConversionError, match=r"input\.updated"):
         convert(dataset, out, *FLAGS, "--resume")
 
 
@@ -117,9 +127,17 @@ def test_overwrite_clears_the_old_run_first(dataset, tmp_path, monkeypatch):
 
 
 def test_a_list_that_changes_during_the_run_fails_it(dataset, tmp_path, monkeypatch):
-    # As if the list had been edited between the driver's check and the workers' read.
-    monkeypatch.setattr(existing_output, "input_sha256", lambda uri, kind: "0" * 64)
-    with pytest.raises(Exception, match="changed while it was converted"):
+    # The list is edited after the driver recorded its metadata, before Finalize checks it.
+    recorded = existing_output.input_identity
+
+    def then_edited(uri, kind):
+        identity = recorded(uri, kind)
+        with open(dataset, "a") as f:
+            f.write("0/0_1.JPEG 0\n")
+        return identity
+
+    monkeypatch.setattr(existing_output, "input_identity", then_edited)
+    with pytest.raises(Exception, match=r"changed while it was converted \(size \d+ -> \d+"):
         convert(dataset, tmp_path / "out", *FLAGS)
     assert not (tmp_path / "out" / "dataset.json").exists()
 

@@ -30,9 +30,9 @@ def test_analyze_on_dataflow_is_refused_before_the_job_is_built(gcs_bucket):
 def test_analyze_with_loopback_workers_is_not_refused_by_the_check():
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from imgshard.pipeline.convert import _check_analyze_runs_here
     from imgshard.pipeline.options import ConvertConfig
+    from imgshard.pipeline.run_checks import check_analyze_runs_here
 
     config = ConvertConfig(input="/x/train.txt", output="/x/out", input_kind="list", analyze=True)
     loopback = ["--runner", "PortableRunner", "--environment_type", "LOOPBACK"]
-    _check_analyze_runs_here(config, PipelineOptions(loopback))  # its workers are this process
+    check_analyze_runs_here(config, PipelineOptions(loopback))  # its workers are this process

@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from helpers import IMGSHARD, class_color_jpeg, convert, shard_files, sorted_dataset
-from imgshard.pipeline.audit import main as audit_main
-from imgshard.pipeline.contact_sheet import THUMB, draw_contact_sheet, sample_positions
+from imgshard.audit import main as audit_main
+from imgshard.audit.contact_sheet import THUMB, draw_contact_sheet, sample_positions
 
 
 def test_samples_are_evenly_spaced_over_all_records_and_every_shard():
@@ -35,7 +35,7 @@ def shards(tmp_path_factory):
 
 def test_each_cell_shows_its_record_with_class_name_and_size(shards, tmp_path):
     paths = shard_files(str(shards))
-    from imgshard.transforms.shard_scan import iter_shard_records
+    from imgshard.audit.shard_scan import iter_shard_records
 
     counted = [(p, sum(1 for _ in iter_shard_records(p))) for p in paths]
     sheet = tmp_path / "sheet.png"

@@ -11,7 +11,7 @@ import psutil
 import pytest
 
 from helpers import IMGSHARD, all_files, convert, jpeg, write
-from imgshard.transforms.journal import journal_dir
+from imgshard.pipeline.journal import journal_dir
 
 PROCESSES = ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]
 FLAGS = ["--num-shards", "16", "--resize", "shorter:64", "--resume"]

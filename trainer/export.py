@@ -3,8 +3,8 @@
 Serving applies `serving_image`: `eval_image`, the very function evaluation uses, on the image
 as the converter would have stored it (upright by EXIF, alpha on white, CMYK as RGB), so a
 client sends the bytes of a JPEG (or PNG) and gets the predictions evaluation measured. With a
-tf.Transform output, serving runs its transform graph (which applies the same `eval_image`,
-without the EXIF and alpha handling: that graph is built by the converter) instead.
+tf.Transform output, evaluation and serving both run its transform graph (`serving_image`
+again, built into the graph by the converter) instead.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import keras
 import tensorflow as tf
 
 from imgshard.trainer.preprocessing import serving_image
+from imgshard.trainer.transform import transform_images
 
 __all__ = ["ServingModule", "export_serving_model"]
 
@@ -29,10 +30,7 @@ class ServingModule(tf.Module):
 
     def _images(self, image_bytes):
         if self.transform_layer is not None:
-            features = self.transform_layer(
-                {"image_bytes": image_bytes, "class_name": tf.fill(tf.shape(image_bytes), "")}
-            )
-            return tf.cast(features["image_pixels"], tf.uint8)
+            return transform_images(self.transform_layer, image_bytes)
         size = self.image_size
         return tf.map_fn(
             lambda encoded: serving_image(encoded, size),

@@ -177,13 +177,16 @@ def image_dataset(
     input_context: tf.distribute.InputContext | None = None,
     start_step: int = 0,
     records_per_file: float = 0.0,
+    eval_images=None,
 ) -> tf.data.Dataset:
     """Batches of (uint8 images [B, S, S, 3], one-hot float32 labels [B, C]).
 
     Training repeats forever with random crops and flips; evaluation reads each record once,
     in file order, with a center crop, and keeps the last partial batch. A training input
     resumed at `start_step` skips the files its earlier steps read (`records_per_file` on
-    average) and draws fresh augmentation seeds.
+    average) and draws fresh augmentation seeds. `eval_images` (encoded images [B] -> uint8
+    images) replaces evaluation's per-record center crop, e.g. by the tf.Transform graph that
+    serving runs too (trainer/transform.py).
     """
     classes = settings.num_classes
     if training:
@@ -204,14 +207,28 @@ def image_dataset(
         names = tf.data.Dataset.from_tensor_slices(files)
         if input_context is not None and input_context.num_input_pipelines > 1:
             names = names.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
-        examples = tf.data.TFRecordDataset(
+        records = tf.data.TFRecordDataset(
             names,
             buffer_size=settings.reader.read_buffer_bytes,
             num_parallel_reads=tf.data.AUTOTUNE,
-        ).map(lambda record: _eval_example(record, settings), num_parallel_calls=tf.data.AUTOTUNE)
+        )
+        if eval_images is None:
+            examples = records.map(
+                lambda record: _eval_example(record, settings), num_parallel_calls=tf.data.AUTOTUNE
+            )
+        else:  # a batch of encoded images goes through the graph at once, decoded after
+            examples = records.map(
+                lambda record: parse_record(record, settings.label_offset),
+                num_parallel_calls=tf.data.AUTOTUNE,
+            )
     batches = examples.batch(
         settings.batch_size, drop_remainder=training, num_parallel_calls=tf.data.AUTOTUNE
     )
+    if eval_images is not None and not training:
+        batches = batches.map(
+            lambda encoded, labels: (eval_images(encoded), labels),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
     batches = batches.map(lambda images, labels: (images, _one_hot(labels, classes)))
     options = tf.data.Options()
     options.autotune.enabled = True

@@ -11,6 +11,7 @@ machines (MultiWorkerMirroredStrategy, from TF_CONFIG), or the CPU. Checkpoints 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
@@ -381,8 +382,9 @@ def _input_settings(config: TrainConfig, info) -> object:
     )
 
 
-def _validation(config: TrainConfig, info, settings):
-    """(validation dataset or None, its steps for one exact pass or None)."""
+def _validation(config: TrainConfig, info, settings, transform=None):
+    """(validation dataset or None, its steps for one exact pass or None); with a
+    tf.Transform output, its graph preprocesses the images, as in serving."""
     from imgshard.trainer.data import data_info, validation_source
     from imgshard.trainer.input_pipeline import image_dataset
 
@@ -398,7 +400,12 @@ def _validation(config: TrainConfig, info, settings):
             f"{source} has {val.num_classes} classes, the training data {info.num_classes}"
         )
     _LOG.info("validating on %s (%d records)", source, val.records)
-    dataset = image_dataset(val.files, settings, training=False)
+    eval_images = None
+    if transform is not None:
+        from imgshard.trainer.transform import transform_images
+
+        eval_images = functools.partial(transform_images, transform.layer)
+    dataset = image_dataset(val.files, settings, training=False, eval_images=eval_images)
     return dataset, -(-val.records // config.batch_size)
 
 
@@ -413,7 +420,7 @@ def _export(model, config: TrainConfig, info, transform, role) -> str | None:
         config.image_size,
         names or [str(i) for i in range(info.num_classes)],
         os.path.join(folder, "export"),
-        transform.output.transform_features_layer() if transform else None,
+        transform.layer if transform else None,
     )
     return path if role.chief else None
 
@@ -504,7 +511,7 @@ def run(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
         only = config.eval_only or config.export_only
         start = restore(model, checkpoints, None if only else plan)
     settings = _input_settings(config, info)
-    val_data, val_steps = _validation(config, info, settings)
+    val_data, val_steps = _validation(config, info, settings, transform)
     if only:
         return _evaluate_or_export(model, start, config, info, transform, role, val_data, val_steps)
     if start >= total_steps:

@@ -3,7 +3,7 @@
 Why by hand: importing TensorFlow costs ~3 s and ~500 MB per Beam worker process, only to
 build a protobuf with five fields. The wire format of Example/Features/Feature is small and
 frozen, so we write it directly. Map entries are emitted sorted by key, which is exactly what
-`SerializeToString(deterministic=True)` produces; tests/test_example.py checks the bytes
+`SerializeToString(deterministic=True)` produces; tests/test_records.py checks the bytes
 against TensorFlow's own serializer and parser.
 
 Wire format (tensorflow/core/example/{example,feature}.proto):

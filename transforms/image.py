@@ -64,18 +64,29 @@ class ImageRejected(Exception):
 
 
 class ResizeSpec(NamedTuple):
-    """How to size the output: `shorter:S`, `longer:S`, `fixed:WxH` or `none`."""
+    """How to size the output: `shorter:S`, `longer:S`, `fixed:WxH` or `none`.
+
+    `width` and `height` are the size of `fixed:`; read S of `shorter:`/`longer:` as `side`
+    (parse_resize stores it in both).
+    """
 
     mode: str
-    width: int = 0  # the side length S for shorter/longer
+    width: int = 0
     height: int = 0
+
+    @property
+    def side(self) -> int:
+        """S of `shorter:S` or `longer:S`."""
+        if self.mode not in ("shorter", "longer"):
+            raise ValueError(f"--resize {self} has no side length S; it is not shorter:/longer:")
+        return self.width
 
     def __str__(self) -> str:
         if self.mode == "none":
             return "none"
         if self.mode == "fixed":
             return f"fixed:{self.width}x{self.height}"
-        return f"{self.mode}:{self.width}"
+        return f"{self.mode}:{self.side}"
 
 
 def parse_resize(text: str) -> ResizeSpec:
@@ -150,7 +161,7 @@ def plan_resize(
         left, top = (width - crop_w) / 2, (height - crop_h) / 2
         return (spec.width, spec.height), (left, top, left + crop_w, top + crop_h)
     side = min(width, height) if spec.mode == "shorter" else max(width, height)
-    scale = spec.width / side
+    scale = spec.side / side
     if scale >= 1 and not allow_upscale:
         return (width, height), None
     return (max(1, round(width * scale)), max(1, round(height * scale))), None

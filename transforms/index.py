@@ -1,30 +1,35 @@
-"""Reading the image index: a `path label` list, a CSV with a header, or a class-folder tree.
+"""Parsing the image index: a `path label` list, a CSV with a header, or a class-folder tree.
 
-Every input becomes an `IndexEntry` or a `Rejection` (a line that cannot be parsed); the list
-is read once, front to back, so line numbers are exact and a report can point at the line.
+Every input becomes an `IndexEntry` or a `Rejection` (a line that cannot be parsed), numbered
+by its exact line, so a report can point at it. The conversion parses a list in parallel
+splits (transforms/list_splits.py), each from its first line number on, and lists a folder one
+class per worker (transforms/class_folders.py); `read_index` reads an input whole, in order,
+for the audit.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import os.path
 import posixpath
 from collections.abc import Iterable, Iterator
 
-from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from imgshard.transforms import records
+from imgshard.transforms.class_folders import class_folders, folder_layout, list_class
+from imgshard.transforms.list_splits import ListSplit, owned_lines
 from imgshard.transforms.records import IndexEntry, Rejection, SourceInfo
 
 __all__ = [
     "canonical_path",
     "class_folder_pattern",
+    "csv_columns",
+    "csv_header",
     "detect_kind",
-    "input_sha256",
     "parse_csv",
+    "parse_csv_rows",
     "parse_list",
     "read_index",
     "resolve_image_path",
@@ -75,13 +80,13 @@ def _decode_line(raw: bytes) -> str | None:
         return None
 
 
-def parse_list(lines: Iterable[bytes]) -> Iterator[IndexEntry | Rejection]:
-    """Parses `path label` lines (Caffe / ILSVRC train.txt).
+def parse_list(lines: Iterable[bytes], first_line: int = 1) -> Iterator[IndexEntry | Rejection]:
+    """Parses `path label` lines (Caffe / ILSVRC train.txt), the first being `first_line`.
 
     The label is the last whitespace-separated token, so paths may contain spaces. Blank
     lines and lines starting with '#' are not inputs and are skipped.
     """
-    for number, raw in enumerate(lines, start=1):
+    for number, raw in enumerate(lines, start=first_line):
         if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
             raw = raw[3:]
         text = _decode_line(raw)
@@ -123,20 +128,19 @@ def _entry_or_rejection(number: int, path: str, label: str) -> IndexEntry | Reje
     return Rejection(number, path[:500], label[:200], records.UNPARSEABLE_LINE, problem)
 
 
-def parse_csv(
-    lines: Iterable[bytes], path_column: str | None = None, label_column: str | None = None
-) -> Iterator[IndexEntry | Rejection]:
-    """Parses a CSV whose header names a path column and a label column.
+def _decode_csv_line(raw: bytes) -> str:
+    return raw.decode("utf-8-sig", errors="replace")
+
+
+def csv_columns(
+    header: list[str], path_column: str | None = None, label_column: str | None = None
+) -> tuple[int, int]:
+    """(path column, label column) of a CSV header.
 
     Without explicit names, the first header matching a usual name is taken (path, filename,
-    file, image ...; label, class, synset ...). Line numbers count the header as line 1.
+    file, image ...; label, class, synset ...).
     """
-    text_lines = (raw.decode("utf-8-sig", errors="replace") for raw in lines)
-    reader = csv.reader(text_lines)
-    try:
-        header = [h.strip() for h in next(reader)]
-    except StopIteration:
-        return
+    header = [h.strip() for h in header]
     lowered = [h.lower() for h in header]
 
     def pick(explicit: str | None, usual: tuple[str, ...], what: str) -> int:
@@ -152,10 +156,46 @@ def parse_csv(
             f"or pass --{what}-column"
         )
 
-    path_at = pick(path_column, _PATH_COLUMNS, "path")
-    label_at = pick(label_column, _LABEL_COLUMNS, "label")
+    return pick(path_column, _PATH_COLUMNS, "path"), pick(label_column, _LABEL_COLUMNS, "label")
+
+
+def csv_header(first_line: bytes) -> list[str] | None:
+    """The header row of a CSV from its first line; None for an empty file."""
+    rows = list(csv.reader([_decode_csv_line(first_line)]))
+    return rows[0] if rows else None
+
+
+def parse_csv(
+    lines: Iterable[bytes], path_column: str | None = None, label_column: str | None = None
+) -> Iterator[IndexEntry | Rejection]:
+    """Parses a CSV whose header names a path column and a label column (csv_columns).
+
+    Line numbers count the header as line 1.
+    """
+    reader = csv.reader(_decode_csv_line(raw) for raw in lines)
+    try:
+        header = next(reader)
+    except StopIteration:
+        return
+    columns = csv_columns(header, path_column, label_column)
+    yield from _csv_rows(reader, 0, columns)
+
+
+def parse_csv_rows(
+    lines: Iterable[bytes], first_line: int, columns: tuple[int, int]
+) -> Iterator[IndexEntry | Rejection]:
+    """Parses CSV data lines, the first being `first_line`, with the header's `columns`.
+
+    Exact only if no record spans lines (list_splits checks that first)."""
+    reader = csv.reader(_decode_csv_line(raw) for raw in lines)
+    yield from _csv_rows(reader, first_line - 1, columns)
+
+
+def _csv_rows(reader, before: int, columns: tuple[int, int]) -> Iterator[IndexEntry | Rejection]:
+    """Rows of `reader`, numbered `before` + the reader's line number (a record's last line)."""
+    path_at, label_at = columns
     for row in reader:
-        number = reader.line_num
+        number = before + reader.line_num
         if not row or all(not cell.strip() for cell in row):
             continue
         if len(row) <= max(path_at, label_at):
@@ -181,60 +221,38 @@ def class_folder_pattern(root: str) -> str:
     return FileSystems.join(root, "*", "*")
 
 
-def _list_folder(root: str) -> list[tuple[str, str]]:
-    """(relative path, class name) for every file at root/<class>/<file>, sorted."""
-    pattern = class_folder_pattern(root)
-    found = []
-    for match in FileSystems.match([pattern])[0].metadata_list:
-        relative = (
-            match.path[len(root) :].lstrip("/") if match.path.startswith(root) else match.path
-        )
-        parts = relative.split("/")
-        if len(parts) != 2 or any(p.startswith(".") for p in parts):
-            continue  # hidden files (.DS_Store ...) and deeper levels are not inputs
-        found.append((relative, parts[0]))
-    return sorted(found)
-
-
-def _folder_line(relative: str, class_name: str) -> bytes:
-    return f"{relative}\t{class_name}\n".encode()
-
-
-def input_sha256(input_uri: str, kind: str) -> str:
-    """The SHA-256 that read_index records for this input, without parsing it."""
-    digest = hashlib.sha256()
-    if kind == "folder":
-        for relative, class_name in _list_folder(input_uri.rstrip("/")):
-            digest.update(_folder_line(relative, class_name))
-    else:
-        with FileSystems.open(input_uri, compression_type=CompressionTypes.AUTO) as f:
-            while chunk := f.read(8 << 20):
-                digest.update(chunk)
-    return digest.hexdigest()
-
-
 def read_index(
     input_uri: str,
     kind: str,
     path_column: str | None = None,
     label_column: str | None = None,
 ) -> Iterator[IndexEntry | Rejection | SourceInfo]:
-    """Reads the whole index; yields entries and rejections, then one `SourceInfo`."""
-    digest = hashlib.sha256()
+    """Reads the whole index in order, in this process (the audit's view; the conversion
+    reads it in parallel); yields entries and rejections, then one `SourceInfo` whose hash is
+    the conversion's."""
     count = 0
     if kind == "folder":
         root = input_uri.rstrip("/")
-        for number, (relative, class_name) in enumerate(_list_folder(root), start=1):
-            digest.update(_folder_line(relative, class_name))
-            count += 1
-            yield IndexEntry(number, canonical_path(relative), class_name)
+        listings = [list_class(root, name) for name in class_folders(root)]
+        sha256 = folder_layout((c.name, len(c.relatives), c.sha256) for c in listings).sha256
+        for listing in listings:
+            for relative in listing.relatives:
+                count += 1
+                yield IndexEntry(count, canonical_path(relative), listing.name)
     else:
-        with FileSystems.open(input_uri, compression_type=CompressionTypes.AUTO) as f:
-            data = f.read()
-        digest.update(data)
-        lines = io.BytesIO(data).readlines()
+        digest = hashlib.sha256()
+
+        def hashed(lines: Iterable[bytes]) -> Iterator[bytes]:
+            for line in lines:
+                digest.update(line)
+                yield line
+
+        lines = hashed(owned_lines(input_uri, ListSplit(0, 0, None)))
         parsed = parse_csv(lines, path_column, label_column) if kind == "csv" else parse_list(lines)
         for item in parsed:
             count += 1
             yield item
-    yield SourceInfo(kind, input_uri, digest.hexdigest(), count)
+        for _ in lines:  # blank lines after the last row
+            pass
+        sha256 = digest.hexdigest()
+    yield SourceInfo(kind, input_uri, sha256, count)

@@ -15,10 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-import apache_beam as beam
-
 __all__ = [
-    "DistinctLabels",
     "Vocabulary",
     "VocabularyTooLarge",
     "build_vocabulary",
@@ -132,23 +129,3 @@ def _too_large_message(ids: list[int], limit: int, max_int_labels: int) -> str:
         f"the limit of {limit:,} ({why}). A stray label? Fix the list, or pass --labels FILE "
         f"(labels outside it are rejected), or --max-int-labels {ids[-1] + 1} to accept it"
     )
-
-
-class DistinctLabels(beam.CombineFn):
-    """Set union of labels; combiner lifting keeps only small partial sets in the shuffle."""
-
-    def create_accumulator(self):
-        return set()
-
-    def add_input(self, accumulator, label):
-        accumulator.add(label)
-        return accumulator
-
-    def merge_accumulators(self, accumulators):
-        merged = set()
-        for acc in accumulators:
-            merged |= acc
-        return merged
-
-    def extract_output(self, accumulator):
-        return sorted(accumulator)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 
-from imgshard.transforms.tfrecord import atomic_output
+from imgshard.transforms.storage import atomic_output
 
 __all__ = ["INDEX_SUFFIX", "index_bytes", "index_name", "write_index"]
 

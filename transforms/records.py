@@ -15,9 +15,13 @@ __all__ = [
     "ShardResult",
     "SourceInfo",
     "REASONS",
+    "REJECTED",
     "pack_shard_entry",
     "unpack_shard_entry",
 ]
+
+# The tagged output that every stage of the job sends its Rejections to.
+REJECTED = "rejected"
 
 # Why an input did not become a record. Every input ends either as a record or as a
 # Rejection carrying one of these reasons (the keys of `rejected_by_reason` in dataset.json).
@@ -103,7 +107,7 @@ class SourceInfo(NamedTuple):
     kind: str  # "list", "csv" or "folder"
     uri: str
     sha256: str  # of the list file's bytes, or of the sorted folder listing
-    lines: int  # inputs seen (list lines holding an entry, or files found)
+    inputs: int  # inputs seen (list lines holding an entry or rejected as unparseable, or files)
 
 
 class ShardResult(NamedTuple):

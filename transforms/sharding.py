@@ -15,7 +15,9 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Sequence
 
+from imgshard.transforms.image import ResizeSpec
 from imgshard.transforms.records import DUPLICATE_PATH, Rejection
+from imgshard.transforms.shard_names import MAX_SHARDS
 
 __all__ = [
     "auto_num_shards",
@@ -43,23 +45,23 @@ def contiguous_shard(line: int, total_lines: int, num_shards: int) -> int:
     return min(num_shards - 1, (line - 1) * num_shards // max(1, total_lines))
 
 
-def estimated_record_bytes(resize_mode: str, side: int, height: int) -> int:
+def estimated_record_bytes(resize: ResizeSpec) -> int:
     """A rough JPEG size (quality ~90) of one record, for choosing the shard count."""
-    if resize_mode == "none":
+    if resize.mode == "none":
         return 110_000  # ILSVRC2012's mean original JPEG
-    if resize_mode == "fixed":
-        pixels = side * height
-    elif resize_mode == "shorter":
-        pixels = side * side * 4 // 3  # a 4:3 photo
+    if resize.mode == "fixed":
+        pixels = resize.width * resize.height
+    elif resize.mode == "shorter":
+        pixels = resize.side * resize.side * 4 // 3  # a 4:3 photo
     else:
-        pixels = side * side * 3 // 4
+        pixels = resize.side * resize.side * 3 // 4
     return max(2_000, int(pixels * 0.4))  # ~3.2 bits per pixel
 
 
 def auto_num_shards(num_records: int, record_bytes: int) -> int:
     by_size = -(-num_records * record_bytes // TARGET_SHARD_BYTES)
     by_readers = min(MIN_SHARDS, num_records // MIN_RECORDS_PER_SHARD)
-    return max(1, by_size, by_readers)
+    return min(MAX_SHARDS, max(1, by_size, by_readers))  # past ~15 TB, larger shards
 
 
 def split_duplicates(entries: Iterable[tuple]) -> tuple[list[tuple], list[tuple[tuple, int]]]:

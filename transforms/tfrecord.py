@@ -1,4 +1,4 @@
-"""TFRecord framing, and files that appear whole or not at all.
+"""TFRecord framing.
 
 A TFRecord file is a sequence of
   uint64 length | uint32 masked_crc32c(length) | data | uint32 masked_crc32c(data)
@@ -8,22 +8,17 @@ file per group from inside a DoFn, which is what lets us decode images after the
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import struct
-import uuid
 from array import array
 from collections.abc import Iterator
 from typing import BinaryIO
 
 import google_crc32c
-from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
 
-__all__ = ["TFRecordWriter", "atomic_output", "iter_records", "masked_crc32c", "TMP_MARKER"]
+__all__ = ["TFRecordWriter", "iter_records", "masked_crc32c"]
 
 _MASK_DELTA = 0xA282EAD8
-TMP_MARKER = ".tmp-"
 
 
 def masked_crc32c(data: bytes) -> int:
@@ -87,26 +82,3 @@ def iter_records(stream: BinaryIO, verify: bool = True) -> Iterator[bytes]:
             raise CorruptRecordError(f"data CRC mismatch in record at byte {offset}")
         offset += 12 + length + 4
         yield data
-
-
-@contextlib.contextmanager
-def atomic_output(path: str) -> Iterator[BinaryIO]:
-    """Opens `path` for writing so that it appears complete or not at all.
-
-    Writes go to a hidden temporary file beside `path` (glob patterns such as
-    `train-*.tfrecord` never match it), renamed over `path` once closed. On local disk the
-    rename is atomic; on GCS an object is only visible once its upload completes, so the
-    rename (copy) publishes a whole object too. A retried writer simply replaces the file.
-    """
-    directory, name = FileSystems.split(path)
-    tmp = FileSystems.join(directory, f".{name}{TMP_MARKER}{uuid.uuid4().hex}")
-    stream = FileSystems.create(tmp, compression_type=CompressionTypes.UNCOMPRESSED)
-    try:
-        yield stream
-        stream.close()
-        FileSystems.rename([tmp], [path])
-    except BaseException:
-        stream.close()
-        with contextlib.suppress(Exception):
-            FileSystems.delete([tmp])
-        raise

@@ -14,9 +14,9 @@ from collections.abc import Sequence
 
 from PIL import Image, ImageDraw, ImageFont
 
+from imgshard.audit.example_proto import parse_example
+from imgshard.audit.shard_scan import iter_shard_records
 from imgshard.transforms.example import BOX_COORDINATES, ExampleDecodeError
-from imgshard.transforms.example_proto import parse_example
-from imgshard.transforms.shard_scan import iter_shard_records
 
 __all__ = ["Cell", "draw_contact_sheet", "sample_positions"]
 

@@ -21,9 +21,9 @@ from array import array
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
-from imgshard.transforms.accounting import RecordPaths
-from imgshard.transforms.shard_scan import MAX_ERRORS_KEPT, ScanResult, ShardScan, scan_shards
-from imgshard.transforms.tfrecord import atomic_output
+from imgshard.audit.accounting import RecordPaths
+from imgshard.audit.shard_scan import MAX_ERRORS_KEPT, ScanResult, ShardScan, scan_shards
+from imgshard.transforms.storage import atomic_output
 
 __all__ = ["SumCounts", "scan_shards_with_beam"]
 

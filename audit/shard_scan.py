@@ -25,9 +25,9 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from PIL import Image
 
-from imgshard.transforms.accounting import RecordPaths
+from imgshard.audit.accounting import RecordPaths
+from imgshard.audit.example_proto import parse_example
 from imgshard.transforms.example import BOX_COORDINATES, ExampleDecodeError
-from imgshard.transforms.example_proto import parse_example
 from imgshard.transforms.tfrecord import CorruptRecordError, iter_records
 
 ARRAY_RECORD_SUFFIX = ".array_record"

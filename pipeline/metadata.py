@@ -10,12 +10,13 @@ from collections.abc import Iterable, Mapping
 
 from apache_beam.io.filesystems import FileSystems
 
-from imgshard.transforms.crash_points import crash_point
-from imgshard.transforms.journal import journal_dir
+from imgshard.pipeline.journal import journal_dir
+from imgshard.pipeline.seams import crash_point
 from imgshard.transforms.labels import Vocabulary
 from imgshard.transforms.record_index import INDEX_SUFFIX
 from imgshard.transforms.records import REASONS, Rejection, ShardResult, SourceInfo
-from imgshard.transforms.tfrecord import TMP_MARKER, atomic_output
+from imgshard.transforms.shard_names import EXTENSIONS, shard_glob
+from imgshard.transforms.storage import TMP_MARKER, atomic_output, remove_tree
 
 __all__ = [
     "DATASET_JSON",
@@ -25,10 +26,8 @@ __all__ = [
     "load_metadata",
     "output_files",
     "rejected_name",
-    "remove_files",
     "remove_rejected_fragments",
     "remove_stale_files",
-    "remove_tree",
     "write_outputs",
     "write_rejected_fragment",
 ]
@@ -95,6 +94,7 @@ def build_metadata(
     split: str,
     num_shards: int,
     shards: Iterable[ShardResult],
+    label_counts: Mapping[int, int] | None = None,
     rejections: Iterable[Rejection] = (),
     rejected_by_reason: Mapping[str, int] | None = None,
     source: SourceInfo,
@@ -102,18 +102,32 @@ def build_metadata(
     settings: dict,
     version: str,
 ) -> dict:
+    """dataset.json's content.
+
+    Args:
+      label_counts: records per label id over every shard (the conversion sums them in a
+        CombineFn, and its shard rows carry none); without it, summed from `shards`.
+    """
     shards = sorted(shards, key=lambda s: s.shard)
     if [s.shard for s in shards] != list(range(num_shards)):
         raise RuntimeError(
             f"expected results for shards 0..{num_shards - 1}, got {[s.shard for s in shards]}"
         )
-    label_counts = [0] * len(vocabulary.names)
-    for shard in shards:
-        for label, count in shard.label_counts.items():
-            label_counts[label] += count
+    if label_counts is None:
+        label_counts = collections.Counter()
+        for shard in shards:
+            label_counts.update(shard.label_counts)
+    counts = [0] * len(vocabulary.names)
+    for label, count in label_counts.items():
+        counts[label] += count
     by_reason = collections.Counter(
         rejected_by_reason if rejected_by_reason is not None else (r.reason for r in rejections)
     )
+    unlisted = sorted(set(by_reason) - set(REASONS))
+    if unlisted:  # by_reason would leave them out while num_rejected counts them
+        raise ValueError(
+            f"rejection reasons {unlisted} are missing from records.REASONS; add them there"
+        )
     records = sum(s.records for s in shards)
     return {
         "format_version": FORMAT_VERSION,
@@ -121,7 +135,7 @@ def build_metadata(
         "split": split,
         "num_records": records,
         "num_rejected": sum(by_reason.values()),
-        "num_inputs": source.lines,
+        "num_inputs": source.inputs,
         "num_shards": num_shards,
         "bytes": sum(s.bytes for s in shards),
         "bytes_in": sum(s.bytes_in for s in shards),
@@ -134,7 +148,7 @@ def build_metadata(
             "offset": settings["label_offset"],
             "file": LABELS_TXT,
             "names": list(vocabulary.names),
-            "counts": label_counts,
+            "counts": counts,
         },
         "rejected": {
             "file": rejected_name(split),
@@ -188,9 +202,8 @@ def remove_stale_files(output: str, split: str, keep: Iterable[str]) -> list[str
     journal."""
     keep = set(keep)
     patterns = [
-        FileSystems.join(output, f"{split}-*-of-*.tfrecord"),
-        FileSystems.join(output, f"{split}-*-of-*.tfrecord{INDEX_SUFFIX}"),
-        FileSystems.join(output, f"{split}-*-of-*.array_record"),
+        *(FileSystems.join(output, shard_glob(split, fmt)) for fmt in EXTENSIONS),
+        FileSystems.join(output, shard_glob(split, "tfrecord") + INDEX_SUFFIX),
         FileSystems.join(output, f".*{TMP_MARKER}*"),
         FileSystems.join(journal_dir(output, split), f".*{TMP_MARKER}*"),
     ]
@@ -209,23 +222,6 @@ def output_files(metadata: dict) -> list[str]:
     """The shard and index file names a dataset.json lists."""
     names = [s["name"] for s in metadata["shards"]]
     return names + [s["index"]["name"] for s in metadata["shards"] if "index" in s]
-
-
-def remove_files(paths: Iterable[str]) -> None:
-    """Deletes those of `paths` that exist."""
-    present = [p for p in paths if FileSystems.exists(p)]
-    if present:
-        FileSystems.delete(present)
-
-
-def remove_tree(path: str) -> None:
-    """Deletes a folder (local) or every object under a prefix (gs://), if it exists."""
-    if "://" in path:  # a prefix is no object: exists() is False and delete() needs the objects
-        found = FileSystems.match([FileSystems.join(path, "**")])[0].metadata_list
-        if found:
-            FileSystems.delete([m.path for m in found])
-    elif FileSystems.exists(path):
-        FileSystems.delete([path])
 
 
 def load_metadata(output: str) -> dict:

@@ -19,7 +19,8 @@ import json
 from apache_beam.io.filesystems import FileSystems
 
 from imgshard.transforms.records import Rejection, ShardResult
-from imgshard.transforms.tfrecord import atomic_output
+from imgshard.transforms.shard_names import shard_glob
+from imgshard.transforms.storage import atomic_output
 
 __all__ = [
     "RUN_FILE",
@@ -112,7 +113,7 @@ def load_shard_entry(
 
 def journaled_results(output: str, split: str, fingerprint: str) -> dict[str, ShardResult]:
     """The journaled result of every shard this run has completed (kept or written), by name."""
-    pattern = FileSystems.join(journal_dir(output, split), f"{split}-*-of-*.json")
+    pattern = FileSystems.join(journal_dir(output, split), f"{shard_glob(split)}.json")
     try:
         found = FileSystems.match([pattern])[0].metadata_list
     except Exception:  # no journal yet

@@ -1,11 +1,14 @@
 """Dataset statistics with tf.Transform, in the conversion job, from per-image summaries.
 
 The shard writer emits one small summary per written record (per-channel sums and sums of
-squares of the decoded output JPEG, its size); tf.Transform's analyzers reduce them to the
-dataset's per-channel mean and standard deviation and size quantiles, build the class
-vocabulary in label-id order (below), and write a `transform_fn` whose graph is the
-evaluation/serving preprocessing: encoded bytes -> center crop -> resize -> normalize with
-those constants.
+squares of the decoded output JPEG); tf.Transform's analyzers reduce them to the dataset's
+per-channel mean and standard deviation, build the class vocabulary in label-id order (below),
+and write a `transform_fn` whose graph is the evaluation and serving preprocessing: encoded
+bytes -> center crop -> resize (`image_pixels`), class name -> `label`, plus the analyzed
+`mean` and `std`. The trainer evaluates and serves through that one graph
+(trainer/transform.py); normalizing stays in the model's first layer, with those constants, so
+training crops (random, not a tf.Transform graph) and the graph's output meet the same
+normalization.
 
 Image bytes never reach the analysis, so it is not a second pass over the data. TensorFlow is
 imported only here, lazily, and only when --analyze asks for it: it costs seconds per process.
@@ -41,9 +44,6 @@ def image_summary(encoded: bytes) -> dict:
         "channel_sum": np.asarray(stat.sum, np.float32),
         "channel_sum_squares": np.asarray(stat.sum2, np.float32),
         "pixels": np.float32(image.width * image.height),
-        "height": np.float32(image.height),
-        "width": np.float32(image.width),
-        "size_weight": np.float32(1.0),
         "vocabulary_weight": np.float32(0.0),
         "class_name": b"",  # ignored by tft.vocabulary: see the module docstring
         "image_bytes": b"",  # the serving input; the analysis does not need it
@@ -58,9 +58,6 @@ def class_summaries(names) -> list[dict]:
             "channel_sum": zeros,
             "channel_sum_squares": zeros,
             "pixels": np.float32(0),
-            "height": np.float32(0),
-            "width": np.float32(0),
-            "size_weight": np.float32(0),
             "vocabulary_weight": np.float32(len(names) - i),
             "class_name": name.encode("utf-8"),
             "image_bytes": b"",
@@ -76,9 +73,6 @@ def _feature_spec():
         "channel_sum": tf.io.FixedLenFeature([3], tf.float32),
         "channel_sum_squares": tf.io.FixedLenFeature([3], tf.float32),
         "pixels": tf.io.FixedLenFeature([], tf.float32),
-        "height": tf.io.FixedLenFeature([], tf.float32),
-        "width": tf.io.FixedLenFeature([], tf.float32),
-        "size_weight": tf.io.FixedLenFeature([], tf.float32),
         "vocabulary_weight": tf.io.FixedLenFeature([], tf.float32),
         "class_name": tf.io.FixedLenFeature([], tf.string),
         "image_bytes": tf.io.FixedLenFeature([], tf.string),
@@ -104,9 +98,6 @@ def make_preprocessing_fn(image_size: int):
             weights=inputs["vocabulary_weight"],
             vocab_filename=CLASS_VOCABULARY,
         )
-        weights = inputs["size_weight"]
-        height_q = tft.quantiles(inputs["height"], 10, 0.01, weights=weights, name="height_q")
-        width_q = tft.quantiles(inputs["width"], 10, 0.01, weights=weights, name="width_q")
 
         def one_image(encoded):
             # tf.Transform runs this graph over the summaries too, whose image_bytes are empty
@@ -121,7 +112,6 @@ def make_preprocessing_fn(image_size: int):
             inputs["image_bytes"],
             fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.uint8),
         )
-        normalized = (tf.cast(images, tf.float32) - mean) / tf.maximum(std, 1e-6)
         label = tft.apply_vocabulary(inputs["class_name"], classes, default_value=-1)
         batch = tf.shape(inputs["image_bytes"])[0]
 
@@ -129,15 +119,13 @@ def make_preprocessing_fn(image_size: int):
             return tf.tile(tf.reshape(tf.cast(value, tf.float32), [1, -1]), [batch, 1])
 
         return {
-            "image": normalized,
-            # 0-255 pixels for models that normalize inside themselves (tf.Transform outputs
-            # cannot be uint8; the values are integers, so a cast back is exact)
+            # 0-255 pixels: the model normalizes them itself with `mean` and `std`
+            # (tf.Transform outputs cannot be uint8; the values are integers, so a cast back
+            # is exact)
             "image_pixels": tf.cast(images, tf.float32),
             "label": label,
             "mean": per_example(mean),
             "std": per_example(std),
-            "height_quantiles": per_example(height_q),
-            "width_quantiles": per_example(width_q),
         }
 
     return preprocessing_fn

@@ -9,42 +9,36 @@ import collections
 import contextlib
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from imgshard.transforms import journal
-from imgshard.transforms.analysis import image_summary
+from imgshard.audit.shard_scan import iter_shard_records
+from imgshard.pipeline import journal
+from imgshard.pipeline.analysis import image_summary
+from imgshard.pipeline.seams import crash_point
 from imgshard.transforms.boxes import Box, boxes_key, transform_boxes
-from imgshard.transforms.crash_points import crash_point
 from imgshard.transforms.example import decode_example, image_example
 from imgshard.transforms.image import ImageRejected, ImageSpec, process_image
 from imgshard.transforms.labels import Vocabulary
 from imgshard.transforms.reading import ReadFailed, read_ahead, read_image
 from imgshard.transforms.record_index import index_name, write_index
-from imgshard.transforms.records import Rejection, ShardResult, unpack_shard_entry
-from imgshard.transforms.shard_scan import iter_shard_records
+from imgshard.transforms.records import REJECTED, Rejection, ShardResult, unpack_shard_entry
+from imgshard.transforms.shard_names import shard_name
 from imgshard.transforms.sharding import drop_duplicates
-from imgshard.transforms.tfrecord import TFRecordWriter, atomic_output
+from imgshard.transforms.storage import atomic_output
+from imgshard.transforms.tfrecord import TFRecordWriter
 
 __all__ = [
-    "FORMATS",
     "METRICS_NAMESPACE",
     "WriteShard",
     "WriterConfig",
-    "shard_name",
     "write_shard",
 ]
 
 METRICS_NAMESPACE = "imgshard"
-# Shard file formats (--format) and their file-name extensions.
-FORMATS = {"tfrecord": "tfrecord", "array_record": "array_record"}
-
-
-def shard_name(split: str, shard: int, num_shards: int, fmt: str = "tfrecord") -> str:
-    return f"{split}-{shard:05d}-of-{num_shards:05d}.{FORMATS[fmt]}"
 
 
 def _record_writer(fmt: str, stream):
@@ -58,7 +52,10 @@ def _record_writer(fmt: str, stream):
 
 @dataclass(frozen=True)
 class WriterConfig:
-    """Attributes:
+    """The settings a shard writer needs: made by pipeline/options.py `writer_config` from the
+    run's ConvertConfig (same names, same meaning), so no default is declared here.
+
+    Attributes:
     output: the output folder (local or gs://).
     split: the file-name prefix, e.g. "train".
     image_root: what relative list paths resolve against.
@@ -66,7 +63,7 @@ class WriterConfig:
     label_offset: added to every 0-based id written to image/class/label.
     summaries: also return a statistics summary of every written image (--analyze).
     allow_outside_root: read list paths that resolve outside image_root.
-    fingerprint: the run's identity (transforms/journal.py); when set, every written shard
+    fingerprint: the run's identity (pipeline/journal.py); when set, every written shard
       is journaled with its size and SHA-256.
     resume: skip a shard whose journal entry is this run's and whose file still matches it.
     boxes: write image/object/bbox/* features (--boxes), from the boxes given to write_shard.
@@ -77,15 +74,15 @@ class WriterConfig:
     output: str
     split: str
     image_root: str
-    image: ImageSpec = field(default_factory=ImageSpec)
-    label_offset: int = 0
-    summaries: bool = False
-    allow_outside_root: bool = False
-    fingerprint: str = ""
-    resume: bool = False
-    boxes: bool = False
-    index_files: bool = False
-    format: str = "tfrecord"
+    image: ImageSpec
+    label_offset: int
+    summaries: bool
+    allow_outside_root: bool
+    fingerprint: str
+    resume: bool
+    boxes: bool
+    index_files: bool
+    format: str
 
 
 def write_shard(
@@ -96,7 +93,7 @@ def write_shard(
     config: WriterConfig,
     boxes: Mapping[str, tuple[Box, ...]] | None = None,
 ) -> tuple[ShardResult, list[Rejection]]:
-    """Writes `{split}-{shard}-of-{num_shards}.tfrecord` from its index entries.
+    """Writes the shard `shard_name(split, shard, num_shards, format)` from its index entries.
 
     Args:
       entries: `(key, line, path, label_id)` tuples; written in key order, first listing of a
@@ -193,14 +190,13 @@ def resume_shard(
 
 
 class WriteShard(beam.DoFn):
-    """(shard, [packed entry or None, ...]) -> ShardResult; rejections to the 'rejected'
-    output. Entries come packed (records.pack_shard_entry) and are unpacked one shard at a time.
+    """(shard, [packed entry or None, ...]) -> ShardResult; rejections to the REJECTED output.
+    Entries come packed (records.pack_shard_entry) and are unpacked one shard at a time.
 
     A None entry is the marker that guarantees every shard id a group, so empty shards are
     still written and the set of file names is always complete.
     """
 
-    REJECTED = "rejected"
     SUMMARIES = "summaries"
 
     def __init__(self, config: WriterConfig):
@@ -236,7 +232,7 @@ class WriteShard(beam.DoFn):
             self._bytes_out.inc(result.bytes)
         for rejection in rejections:
             Metrics.counter(METRICS_NAMESPACE, f"rejected_{rejection.reason}").inc()
-            yield beam.pvalue.TaggedOutput(self.REJECTED, rejection)
+            yield beam.pvalue.TaggedOutput(REJECTED, rejection)
         for summary in summaries:
             yield beam.pvalue.TaggedOutput(self.SUMMARIES, summary)
         yield result
