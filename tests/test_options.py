@@ -187,14 +187,17 @@ def test_a_given_worker_count_is_kept_in_either_spelling():
     from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
 
     from imgshard.pipeline.convert import LOCAL_RUNNER, pipeline_options
+    from imgshard.pipeline.local_mode import LocalWork, cores, local_running_mode
 
+    big, small = LocalWork(10**6, 0.006), LocalWork(10, 0.006)
+    _, chosen = local_running_mode(big, cores())  # worker processes, given 2 cores or more
     for args in (["--direct_num_workers", "1"], ["--direct_num_workers=1"]):
-        options = pipeline_options(args, num_inputs=10**6)  # alone it would pick processes
+        options = pipeline_options(args, big)
         direct = options.view_as(DirectOptions)
-        assert (direct.direct_num_workers, direct.direct_running_mode) == (1, "multi_processing")
-    given_runner = pipeline_options(["--runner", "PrismRunner"], num_inputs=10)
+        assert (direct.direct_num_workers, direct.direct_running_mode) == (1, chosen)
+    given_runner = pipeline_options(["--runner", "PrismRunner"], small)
     assert given_runner.view_as(StandardOptions).runner == "PrismRunner"
-    assert pipeline_options([], num_inputs=10).view_as(StandardOptions).runner == LOCAL_RUNNER
+    assert pipeline_options([], small).view_as(StandardOptions).runner == LOCAL_RUNNER
 
 
 def test_dataset_json_settings_are_the_fields_that_decide_the_bytes():
