@@ -19,6 +19,7 @@ import logging
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import apache_beam as beam
@@ -35,7 +36,7 @@ from imgshard.pipeline import journal, metadata
 from imgshard.pipeline.errors import ConversionError
 from imgshard.pipeline.existing_output import prepare_output, run_identity
 from imgshard.pipeline.graph import build_graph
-from imgshard.pipeline.input_sample import check_input_sample
+from imgshard.pipeline.input_sample import check_input_sample, list_sample
 from imgshard.pipeline.job_failure import WorkerDeaths, explain_failure, stopping_message
 from imgshard.pipeline.local_mode import (
     COUNT_LIMIT,
@@ -109,15 +110,20 @@ def _given_local_mode_flags(beam_args: list[str]) -> set[str]:
     return set(vars(given))
 
 
-def pipeline_options(beam_args: list[str], work: LocalWork | None = None) -> PipelineOptions:
+def pipeline_options(
+    beam_args: list[str], work: LocalWork | Callable[[], LocalWork] | None = None
+) -> PipelineOptions:
     """Beam options from the remaining flags; a local run gets the running mode that suits
-    its expected work (pipeline/local_mode.py), unless the flags choose one."""
+    its expected work (pipeline/local_mode.py; a callable is only asked for a local run),
+    unless the flags choose one."""
     options = PipelineOptions(beam_args)
     given = _given_local_mode_flags(beam_args).__contains__
 
     if not given("runner"):
         options.view_as(StandardOptions).runner = LOCAL_RUNNER
         direct = options.view_as(DirectOptions)
+        if callable(work):
+            work = work()
         workers, mode = local_running_mode(
             work or LocalWork(COUNT_LIMIT, DEFAULT_IMAGE_SECONDS), cores()
         )
@@ -213,13 +219,14 @@ def run(argv: list[str] | None = None) -> ConvertResult:
     args, beam_args = parser.parse_known_args(argv)
     check_unknown_flags(beam_args, parser, allow=args.allow_unknown_flags)
     config = config_from_args(args)
-    options = pipeline_options(beam_args, estimate_work(config))
+    sample = list_sample(config)  # ~2 MiB drawn from across the list, whatever its size
+    options = pipeline_options(beam_args, lambda: estimate_work(config, sample))
     check_paths_reach_workers(config, options)
     if args.plan:
         return _run_plan(config, options, check_inputs(config))
     check_analyze_runs_here(config, options)
     given_labels = check_inputs(config)
-    check_input_sample(config, given_labels)
+    check_input_sample(config, given_labels, sample)
     dry_run = options.view_as(TestOptions).dry_run
     fingerprint, started_input = "", None
     if not dry_run:  # a dry run writes nothing, so it has no output to check

@@ -1,4 +1,5 @@
-"""A look at the first entries of the index before any worker starts.
+"""A look at entries drawn from across the index before any worker starts
+(transforms/list_sample.py).
 
 A misconfigured input (absolute paths outside the list's folder, the wrong --image-root, a
 --labels file with other names) is otherwise converted to the end and only then refused by
@@ -10,21 +11,20 @@ rejects them one by one with their lines.
 from __future__ import annotations
 
 import concurrent.futures
-import itertools
 import os
 from collections import Counter
 from collections.abc import Sequence
 
-from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from imgshard.pipeline.errors import ConversionError
 from imgshard.pipeline.options import ConvertConfig
 from imgshard.transforms import read_faults, records
-from imgshard.transforms.index import parse_csv, parse_list, resolve_image_path
+from imgshard.transforms.index import resolve_image_path
+from imgshard.transforms.list_sample import ListSample, read_sample, spread
 from imgshard.transforms.reading import is_inside_root
 
-__all__ = ["check_input_sample"]
+__all__ = ["check_input_sample", "list_sample"]
 
 SAMPLE_ENTRIES = 1000
 # Existence costs a request per object on gs://: fewer of them, in parallel.
@@ -34,15 +34,16 @@ _EXISTS_THREADS = 16
 MIN_SAMPLE = 10
 
 
-def _first_entries(config: ConvertConfig) -> list[records.IndexEntry]:
-    header = 1 if config.input_kind == "csv" else 0
-    with FileSystems.open(config.input, compression_type=CompressionTypes.AUTO) as f:
-        lines = list(itertools.islice(f, SAMPLE_ENTRIES + header))
-    if config.input_kind == "csv":
-        parsed = parse_csv(lines, config.path_column, config.label_column)
-    else:
-        parsed = parse_list(lines)
-    return [item for item in parsed if isinstance(item, records.IndexEntry)]
+def list_sample(config: ConvertConfig) -> ListSample | None:
+    """Entries drawn from across a list or CSV, read once for the checks and the local-mode
+    estimate; None for a folder, or an input that cannot be read (check_inputs says why)."""
+    if config.input_kind == "folder":
+        return None
+    try:
+        csv = config.input_kind == "csv"
+        return read_sample(config.input, csv, config.path_column, config.label_column)
+    except Exception:
+        return None
 
 
 def _exists(path: str) -> bool:
@@ -105,11 +106,14 @@ def _advice(
     )
 
 
-def check_input_sample(config: ConvertConfig, labels: Sequence[str] | None) -> None:
-    """Raises ConversionError when most of the first entries would be rejected alike."""
-    if config.input_kind == "folder":
-        return  # listed files exist, lie inside the root, and their folders are the labels
-    entries = _first_entries(config)
+def check_input_sample(
+    config: ConvertConfig, labels: Sequence[str] | None, sample: ListSample | None
+) -> None:
+    """Raises ConversionError when most of the sampled entries would be rejected alike.
+    No sample for a folder: its files exist, lie inside the root, and name their labels."""
+    if sample is None:
+        return
+    entries = spread(sample.entries, SAMPLE_ENTRIES)
     if len(entries) < MIN_SAMPLE:
         return
     failed, checked_exist = _reasons(config, entries, labels)
@@ -121,6 +125,6 @@ def check_input_sample(config: ConvertConfig, labels: Sequence[str] | None) -> N
         return
     same = [f for f in failed if f[1] == reason]
     raise ConversionError(
-        f"{count} of {sampled} entries sampled from the start of {config.input} would be "
+        f"{count} of {sampled} entries sampled across {config.input} would be "
         f"rejected as {reason}: {_advice(config, reason, same)}. Nothing was converted."
     )

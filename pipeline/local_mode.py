@@ -17,9 +17,7 @@ model of `image_seconds`. The mode with the smallest expected wall time is chose
 
 from __future__ import annotations
 
-import itertools
 import os
-import random
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -28,9 +26,9 @@ from apache_beam.io.filesystems import FileSystems
 
 from imgshard.pipeline.options import ConvertConfig
 from imgshard.transforms.image import ImageSpec, plan_resize
-from imgshard.transforms.index import class_folder_pattern, parse_csv, parse_list
+from imgshard.transforms.index import class_folder_pattern
 from imgshard.transforms.index import resolve_image_path as _resolve
-from imgshard.transforms.records import IndexEntry
+from imgshard.transforms.list_sample import ListSample, spread
 
 __all__ = [
     "COUNT_LIMIT",
@@ -54,7 +52,6 @@ EFFICIENCY = {"in_memory": 1.0, "multi_threading": 0.75, "multi_processing": 0.8
 # Counting stops here: beyond it, worker processes win for any image size.
 COUNT_LIMIT = 200_000
 PROBE_IMAGES = 12
-SAMPLE_FROM = 20_000  # the probed images are drawn from the first this many entries
 # What an input costs when no sampled image could be probed (an ILSVRC-like photo).
 DEFAULT_IMAGE_SECONDS = 0.006
 
@@ -131,35 +128,16 @@ def probe_image(path: str) -> ImageProbe | None:
         return None
 
 
-def _sampled(items, count: int, limit: int) -> tuple[int, list]:
-    """(how many items, up to limit; `count` of the first SAMPLE_FROM drawn at random)."""
-    rng = random.Random(0)
-    chosen: list = []
-    seen = 0
-    items = iter(items)
-    for seen, item in enumerate(itertools.islice(items, min(limit, SAMPLE_FROM)), start=1):
-        if len(chosen) < count:
-            chosen.append(item)
-        elif (j := rng.randrange(seen)) < count:  # reservoir sampling
-            chosen[j] = item
-    return seen + sum(1 for _ in itertools.islice(items, max(0, limit - seen))), chosen
-
-
-def _count_and_sample(config: ConvertConfig, limit: int) -> tuple[int, list[str]]:
-    """Entries in the input (counted up to `limit`) and a few of their image paths."""
-    if config.input_kind == "folder":
+def _count_and_sample(
+    config: ConvertConfig, sample: ListSample | None, limit: int
+) -> tuple[int, list[str]]:
+    """Entries in the input (up to `limit`) and a few of their image paths, spread over it."""
+    if sample is None:  # a folder
         found = FileSystems.match([class_folder_pattern(config.input)], limits=[limit])
-        count, chosen = _sampled(iter(found[0].metadata_list), PROBE_IMAGES, limit)
-        return count, [m.path for m in chosen]
-    with FileSystems.open(config.input, compression_type=CompressionTypes.AUTO) as f:
-        header = [next(f, b"")] if config.input_kind == "csv" else []
-        count, lines = _sampled(f, PROBE_IMAGES, limit)
-    if config.input_kind == "csv":
-        parsed = parse_csv([*header, *lines], config.path_column, config.label_column)
-    else:
-        parsed = parse_list(lines)
-    paths = [e.path for e in parsed if isinstance(e, IndexEntry)]
-    return count, [_resolve(config.image_root, p) for p in paths]
+        listed = found[0].metadata_list
+        return len(listed), [m.path for m in spread(listed, PROBE_IMAGES)]
+    paths = [e.path for e in spread(sample.entries, PROBE_IMAGES)]
+    return min(sample.inputs, limit), [_resolve(config.image_root, p) for p in paths]
 
 
 def _typical_seconds(probes: Sequence[ImageProbe], spec: ImageSpec) -> float:
@@ -168,11 +146,15 @@ def _typical_seconds(probes: Sequence[ImageProbe], spec: ImageSpec) -> float:
     return sum(image_seconds(p, spec) for p in probes) / len(probes)
 
 
-def estimate_work(config: ConvertConfig, limit: int = COUNT_LIMIT) -> LocalWork:
-    """Counts the inputs and probes a few images; an unreadable input gets the default
-    (the job reports what is wrong with it)."""
+def estimate_work(
+    config: ConvertConfig, sample: ListSample | None, limit: int = COUNT_LIMIT
+) -> LocalWork:
+    """Counts the inputs (a list's from its `sample`, input_sample.list_sample) and probes a
+    few images; an unreadable input gets the default (the job reports what is wrong with it)."""
+    if sample is None and config.input_kind != "folder":
+        return LocalWork(limit, DEFAULT_IMAGE_SECONDS)
     try:
-        count, paths = _count_and_sample(config, limit)
+        count, paths = _count_and_sample(config, sample, limit)
     except Exception:
         return LocalWork(limit, DEFAULT_IMAGE_SECONDS)
     probes = [p for p in map(probe_image, paths) if p is not None]

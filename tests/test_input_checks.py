@@ -35,7 +35,7 @@ def test_absolute_paths_outside_the_list_folder_stop_the_run_with_the_fix(datase
     with pytest.raises(ConversionError) as info:
         convert(moved, out)
     message = str(info.value)
-    assert f"40 of 40 entries sampled from the start of {moved}" in message
+    assert f"40 of 40 entries sampled across {moved}" in message
     assert records.OUTSIDE_ROOT in message and "absolute paths" in message
     assert f"--image-root {images}" in message and "--allow-outside-root" in message
     assert not out.exists()  # stopped before anything was prepared or written
@@ -132,7 +132,21 @@ def test_an_abbreviated_flag_is_refused_not_expanded(dataset, tmp_path):
         convert(list_path, tmp_path / "out", "--se", "4")
 
 
-def test_the_sample_of_a_list_is_its_first_thousand_entries(tmp_path):
+def test_a_list_whose_start_is_fine_but_most_of_it_is_not_stops_the_run(tmp_path):
+    """The sample is spread over the list: a class-sorted list whose first classes are in
+    place and the rest under another root is refused before the job (a sample of its first
+    thousand lines saw only the good ones)."""
+    list_path = sorted_dataset(str(tmp_path / "images"), classes=5, per_class=300)
+    with open(list_path) as f:
+        entries = f.readlines()
+    with open(list_path, "w") as f:
+        f.writelines(entries[:1000])
+        f.writelines(f"moved/{line}" for line in entries[1000:] * 3)
+    with pytest.raises(ConversionError, match=f"entries sampled across {list_path}.*missing_file"):
+        convert(list_path, tmp_path / "out")
+
+
+def test_the_sample_of_a_list_is_a_thousand_entries_spread_over_it(tmp_path):
     list_path = sorted_dataset(str(tmp_path / "images"), classes=2, per_class=600)
     with open(list_path) as f:
         entries = f.readlines()

@@ -5,6 +5,7 @@ import io
 import pytest
 from PIL import Image
 
+from imgshard.pipeline.input_sample import list_sample
 from imgshard.pipeline.local_mode import (
     COUNT_LIMIT,
     DEFAULT_IMAGE_SECONDS,
@@ -19,6 +20,11 @@ from imgshard.pipeline.options import ConvertConfig
 from imgshard.transforms.image import ImageSpec, ResizeSpec
 
 SHORTER_256 = ImageSpec(resize=ResizeSpec("shorter", 256))
+
+
+def _estimate(config, **limit):
+    """The estimate as convert makes it: from the list sample it reads once."""
+    return estimate_work(config, list_sample(config), **limit)
 
 
 def _image_bytes(width: int, height: int, fmt: str = "JPEG") -> bytes:
@@ -70,7 +76,7 @@ def test_image_cost_grows_with_pixels_and_jpeg_draft_decoding_saves_it():
 def test_generated_inputs_get_the_mode_their_work_calls_for(
     tmp_path, width, height, lines, expected
 ):
-    work = estimate_work(_list_of(tmp_path, width, height, lines))
+    work = _estimate(_list_of(tmp_path, width, height, lines))
     assert work.inputs == lines
     assert local_running_mode(work, cores=2) == expected
 
@@ -78,8 +84,8 @@ def test_generated_inputs_get_the_mode_their_work_calls_for(
 def test_the_same_count_of_larger_images_moves_to_processes_sooner(tmp_path):
     (tmp_path / "small").mkdir()
     (tmp_path / "large").mkdir()
-    small = estimate_work(_list_of(tmp_path / "small", 64, 48, 12_000))
-    large = estimate_work(_list_of(tmp_path / "large", 2048, 1536, 12_000))
+    small = _estimate(_list_of(tmp_path / "small", 64, 48, 12_000))
+    large = _estimate(_list_of(tmp_path / "large", 2048, 1536, 12_000))
     assert large.seconds_per_input > 5 * small.seconds_per_input
     assert local_running_mode(small, cores=2)[1] == "multi_threading"
     assert local_running_mode(large, cores=2)[1] == "multi_processing"
@@ -91,17 +97,17 @@ def test_one_core_always_runs_in_one_process():
 
 def test_counting_stops_at_the_limit_and_a_folder_and_a_csv_are_probed(tmp_path):
     config = _list_of(tmp_path, 64, 48, 50)
-    assert estimate_work(config, limit=10).inputs == 10
+    assert _estimate(config, limit=10).inputs == 10
     folder = tmp_path / "tree"
     for label in ("cat", "dog"):
         (folder / label).mkdir(parents=True)
         for i in range(3):
             (folder / label / f"{i}.jpg").write_bytes(_image_bytes(1024, 768))
-    work = estimate_work(ConvertConfig(input=str(folder), output=str(tmp_path / "o")))
+    work = _estimate(ConvertConfig(input=str(folder), output=str(tmp_path / "o")))
     assert work.inputs == 6 and work.seconds_per_input > 0.004  # probed, not the default
     csv = tmp_path / "train.csv"
     csv.write_text("label,filename\n" + "".join(f"0,img{i % 4}.jpg\n" for i in range(7)))
-    work = estimate_work(ConvertConfig(input=str(csv), output=str(tmp_path / "o2")))
+    work = _estimate(ConvertConfig(input=str(csv), output=str(tmp_path / "o2")))
     assert work.inputs == 7 and work.seconds_per_input < 0.002  # the 64x48 images
 
 
@@ -109,6 +115,6 @@ def test_unprobeable_inputs_fall_back_to_the_default_cost(tmp_path):
     listing = tmp_path / "train.txt"
     listing.write_text("missing.jpg 0\n" * 5)
     config = ConvertConfig(input=str(listing), output=str(tmp_path / "out"))
-    assert estimate_work(config) == LocalWork(5, DEFAULT_IMAGE_SECONDS)
+    assert _estimate(config) == LocalWork(5, DEFAULT_IMAGE_SECONDS)
     gone = ConvertConfig(input=str(tmp_path / "nope.txt"), output=str(tmp_path / "out"))
-    assert estimate_work(gone) == LocalWork(COUNT_LIMIT, DEFAULT_IMAGE_SECONDS)
+    assert _estimate(gone) == LocalWork(COUNT_LIMIT, DEFAULT_IMAGE_SECONDS)

@@ -40,6 +40,7 @@ __all__ = [
     "combined_sha256",
     "count_split",
     "file_metadata",
+    "is_compressed",
     "owned_lines",
     "plan_splits",
 ]
@@ -75,7 +76,7 @@ class ListLayout(NamedTuple):
     whole: bool  # read as one split: split 0 reads everything, the others nothing
 
 
-def _compressed(uri: str) -> bool:
+def is_compressed(uri: str) -> bool:
     return CompressionTypes.detect_compression_type(uri) != CompressionTypes.UNCOMPRESSED
 
 
@@ -87,7 +88,7 @@ def file_metadata(uri: str):
 
 def plan_splits(uri: str, split_bytes: int | None = None) -> list[ListSplit]:
     """The input's splits, from its size (object metadata; nothing is read)."""
-    if _compressed(uri):
+    if is_compressed(uri):
         return [ListSplit(0, 0, None)]  # a compressed stream cannot seek
     size = file_metadata(uri).size_in_bytes
     step = split_bytes or SPLIT_BYTES
