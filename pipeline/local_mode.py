@@ -17,11 +17,11 @@ model of `image_seconds`. The mode with the smallest expected wall time is chose
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from imgshard.pipeline.options import ConvertConfig
@@ -29,6 +29,7 @@ from imgshard.transforms.image import ImageSpec, plan_resize
 from imgshard.transforms.index import class_folder_pattern
 from imgshard.transforms.index import resolve_image_path as _resolve
 from imgshard.transforms.list_sample import ListSample, spread
+from imgshard.transforms.reading import read_bytes
 
 __all__ = [
     "COUNT_LIMIT",
@@ -116,14 +117,15 @@ def local_running_mode(work: LocalWork, cores: int) -> tuple[int, str]:
 
 
 def probe_image(path: str) -> ImageProbe | None:
-    """The header of one image, or None if it cannot be read as one (the job will say why)."""
+    """The header of one image, or None if it cannot be read as one (the job will say why).
+    Read as the job reads it (reading.read_bytes): a FIFO, a device or a huge file in the list
+    must not block or stall the driver."""
     from PIL import Image
 
     try:
-        size = FileSystems.match([path])[0].metadata_list[0].size_in_bytes
-        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
-            with Image.open(f) as img:
-                return ImageProbe(size, img.width, img.height, img.format or "unknown")
+        data = read_bytes(path)
+        with Image.open(io.BytesIO(data)) as img:
+            return ImageProbe(len(data), img.width, img.height, img.format or "unknown")
     except Exception:
         return None
 

@@ -1,6 +1,7 @@
 """The local running mode, chosen from the expected work: input count x probed image cost."""
 
 import io
+import os
 
 import pytest
 from PIL import Image
@@ -118,3 +119,11 @@ def test_unprobeable_inputs_fall_back_to_the_default_cost(tmp_path):
     assert _estimate(config) == LocalWork(5, DEFAULT_IMAGE_SECONDS)
     gone = ConvertConfig(input=str(tmp_path / "nope.txt"), output=str(tmp_path / "out"))
     assert _estimate(gone) == LocalWork(COUNT_LIMIT, DEFAULT_IMAGE_SECONDS)
+
+
+def test_a_fifo_or_a_device_in_the_list_is_not_probed(tmp_path):
+    """The probe reads as the job does: opening a FIFO would block the driver forever."""
+    os.mkfifo(tmp_path / "pipe.JPEG")
+    os.symlink("/dev/zero", tmp_path / "zero.JPEG")
+    assert probe_image(str(tmp_path / "pipe.JPEG")) is None
+    assert probe_image(str(tmp_path / "zero.JPEG")) is None
