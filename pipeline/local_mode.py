@@ -24,12 +24,13 @@ from typing import NamedTuple
 
 from apache_beam.io.filesystems import FileSystems
 
+from imgshard.pipeline.errors import ConversionError
 from imgshard.pipeline.options import ConvertConfig
 from imgshard.transforms.image import ImageSpec, plan_resize
 from imgshard.transforms.index import class_folder_pattern
 from imgshard.transforms.index import resolve_image_path as _resolve
 from imgshard.transforms.list_sample import ListSample, spread
-from imgshard.transforms.reading import read_bytes
+from imgshard.transforms.reading import ReadFatal, ReadUnavailable, read_bytes
 
 __all__ = [
     "COUNT_LIMIT",
@@ -119,11 +120,24 @@ def local_running_mode(work: LocalWork, cores: int) -> tuple[int, str]:
 def probe_image(path: str) -> ImageProbe | None:
     """The header of one image, or None if it cannot be read as one (the job will say why).
     Read as the job reads it (reading.read_bytes): a FIFO, a device or a huge file in the list
-    must not block or stall the driver."""
+    must not block or stall the driver.
+
+    Raises:
+      ConversionError: no read can succeed as configured (a 403, no credentials): the run
+        stops here, as the job would at its first read.
+      ReadUnavailable: the store kept failing; the caller stops probing.
+    """
     from PIL import Image
 
     try:
         data = read_bytes(path)
+    except ReadFatal as e:
+        raise ConversionError(str(e)) from None
+    except ReadUnavailable:
+        raise
+    except Exception:
+        return None
+    try:
         with Image.open(io.BytesIO(data)) as img:
             return ImageProbe(len(data), img.width, img.height, img.format or "unknown")
     except Exception:
@@ -159,7 +173,14 @@ def estimate_work(
         count, paths = _count_and_sample(config, sample, limit)
     except Exception:
         return LocalWork(limit, DEFAULT_IMAGE_SECONDS)
-    probes = [p for p in map(probe_image, paths) if p is not None]
+    probes = []
+    for path in paths:
+        try:
+            probe = probe_image(path)
+        except ReadUnavailable:
+            break  # the job retries and reports it; the estimate makes do with what it has
+        if probe is not None:
+            probes.append(probe)
     return LocalWork(count, _typical_seconds(probes, config.image))
 
 

@@ -49,13 +49,13 @@ def test_transient_faults_on_5_percent_of_reads_change_nothing(gcs_bucket, remot
     clean_out = f"gs://{gcs_bucket}/faults-out/clean"
     proxy.fail_every = 0
     clean = run(["--input", remote_dataset, "--output", clean_out, *FLAGS])
-    clean_reads = proxy.reads
 
+    proxy.reads = 0  # the proxy fails every 20th read it counts: count from this run's first
     proxy.fail_every = 20  # 5% of object reads: 503, 429, 500, a reset connection, 502, 504
     faulty_out = f"gs://{gcs_bucket}/faults-out/faulty"
     faulty = run(["--input", remote_dataset, "--output", faulty_out, *FLAGS])
 
-    faulty_reads = proxy.reads - clean_reads
+    faulty_reads = proxy.reads
     assert proxy.faults == faulty_reads // 20 >= 5, (proxy.faults, faulty_reads)
     assert faulty.metadata["num_rejected"] == 0 and faulty.metadata["num_records"] == 120
     assert faulty.metadata["shards"] == clean.metadata["shards"]  # sizes and SHA-256s
@@ -216,9 +216,17 @@ def test_a_store_that_keeps_failing_stops_the_job_and_rejects_nothing(faulty, lo
     assert not (tmp_path / "out" / "train-rejected.jsonl").exists()
 
 
-def test_a_denied_read_stops_the_job_at_once(faulty, local_list, tmp_path):
+@pytest.mark.parametrize(
+    "runner, most_opens",
+    [
+        (IN_PROCESS, 1),  # the local-mode probe's first image read stops the run, in the driver
+        # a runner given: no probe; the job's first reads stop it, not all 60 images
+        (["--runner", "apache_beam.runners.portability.fn_api_runner.FnApiRunner"], 20),
+    ],
+)
+def test_a_denied_read_stops_the_job_at_once(faulty, local_list, tmp_path, runner, most_opens):
     faulty.always_failing = ("JPEG", _HttpError(403))
     root = ["--image-root", f"faulty://{os.path.dirname(local_list)}"]
     with pytest.raises(ConversionError, match="403 .injected.*storage.objects.get"):
-        convert(local_list, tmp_path / "out", *root, "--num-shards", "1")
-    assert faulty.opens <= 20  # the first reads ahead of the failure, not all 60 images
+        convert(local_list, tmp_path / "out", *root, "--num-shards", "1", runner=runner)
+    assert faulty.opens <= most_opens
