@@ -184,6 +184,7 @@ def shuffle_bytes_per_image(list_path: str) -> float:
 
 def default_mode(list_path: str, image_root: str) -> str:
     """The local mode `imgshard convert` picks for this list (pipeline/local_mode.py)."""
+    from imgshard.pipeline.input_sample import list_sample
     from imgshard.pipeline.local_mode import cores, estimate_work, local_running_mode
     from imgshard.pipeline.options import ConvertConfig
     from imgshard.transforms.image import ImageSpec, ResizeSpec
@@ -194,7 +195,7 @@ def default_mode(list_path: str, image_root: str) -> str:
         image_root=image_root,
         image=ImageSpec(resize=ResizeSpec("shorter", SHORTER)),
     )
-    return local_running_mode(estimate_work(config), cores())[1]
+    return local_running_mode(estimate_work(config, list_sample(config)), cores())[1]
 
 
 def default_key(mode: str, size: str) -> str:
