@@ -9,13 +9,12 @@ import hashlib
 import json
 from array import array
 
-from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from imgshard.audit.accounting import RecordPaths, account_for_list
 from imgshard.audit.shard_scan import ScanResult
 from imgshard.pipeline import metadata
-from imgshard.transforms.index import detect_kind, parse_csv, parse_list, read_index
+from imgshard.transforms.index import detect_kind, read_index
 from imgshard.transforms.record_index import index_name
 from imgshard.transforms.records import SourceInfo
 
@@ -101,12 +100,7 @@ def check_list(list_file: str, record_paths: RecordPaths, folder: str, split: st
 
 
 def _listed(list_file: str):
-    """The list's entries and unparseable lines, as convert parsed them; a list or CSV file
-    is streamed line by line (a folder is listed by read_index)."""
+    """The list's entries and unparseable lines, as convert parsed them (read_index streams a
+    list or CSV in chunks, and lists a folder class by class)."""
     kind = detect_kind(list_file)
-    if kind == "folder":
-        yield from (i for i in read_index(list_file, kind) if not isinstance(i, SourceInfo))
-        return
-    with FileSystems.open(list_file, compression_type=CompressionTypes.AUTO) as f:
-        lines = iter(f.readline, b"")
-        yield from parse_csv(lines) if kind == "csv" else parse_list(lines)
+    yield from (i for i in read_index(list_file, kind) if not isinstance(i, SourceInfo))
