@@ -1,7 +1,11 @@
 """Decode/resize/encode of single images: odd formats, geometry, and refusals."""
 
 import io
+import struct
+import sys
+import threading
 import tracemalloc
+import warnings
 
 import numpy as np
 import pytest
@@ -246,3 +250,48 @@ def test_the_shard_count_estimate_reads_each_resize_by_its_own_sizes():
     assert estimated_record_bytes(parse_resize("longer:400")) == int(400 * 300 * 0.4)
     assert estimated_record_bytes(parse_resize("fixed:500x100")) == int(500 * 100 * 0.4)
     assert estimated_record_bytes(parse_resize("none")) == 110_000
+
+
+def _ico_of_the_wrong_size() -> bytes:
+    """An ICO whose directory says 32x32 around a 16x16 PNG: Pillow warns, then decodes it."""
+    png = encode(solid("RGB", (16, 16), (200, 10, 10)), "PNG")
+    header = struct.pack("<HHH", 0, 1, 1) + struct.pack(
+        "<BBBBHHII", 32, 32, 0, 0, 1, 32, len(png), 22
+    )
+    return header + png
+
+
+def test_pillows_warnings_are_silenced_and_no_other_warning_is():
+    data = _ico_of_the_wrong_size()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.resetwarnings()  # no filter of ours either: the call must put it back
+        warnings.simplefilter("always")
+        result = process_image(data, KEEP_SIZE)
+        warnings.warn("not Pillow's", UserWarning)
+    assert (result.width, result.height) == (16, 16)
+    assert [str(w.message) for w in caught] == ["not Pillow's"]
+
+
+def test_writers_in_threads_leave_the_warning_filters_as_they_were():
+    """Several writers in one process (Beam's multi_threading): no thread may leave an
+    "ignore everything" filter behind, as per-image catch_warnings() blocks did when their
+    exits interleaved."""
+    process_image(jpeg(), ImageSpec())  # the one filter of ours is in place from here on
+    before = list(warnings.filters)
+    images = [jpeg(320, 240, seed=s) for s in range(4)]
+
+    def work(seed: int) -> None:
+        for _ in range(150):
+            process_image(images[seed], ImageSpec())
+
+    threads = [threading.Thread(target=work, args=(s,)) for s in range(4)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads switch often: interleavings are tried, not hoped for
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert warnings.filters == before

@@ -167,6 +167,22 @@ def plan_resize(
     return (max(1, round(width * scale)), max(1, round(height * scale))), None
 
 
+# Pillow's own warnings ("Corrupt EXIF data", "Image was not the expected size") are ignored:
+# an image is judged by decoding it. A process-wide filter on warnings raised inside PIL, put
+# back whenever something restored the filters (pytest does, per test), rather than
+# warnings.catch_warnings() around every image: that is not thread-safe (Beam's
+# multi_threading mode runs several writers in a process, and one thread's exit restores the
+# filters another thread is inside of) and it rebuilds the filter list for every image, ~2%
+# of a Beam worker's time (py-spy), whose filter list is long.
+_PILLOW_MODULES = r"PIL(\.|$)"
+_PILLOW_FILTER = ("ignore", None, Warning, re.compile(_PILLOW_MODULES), 0)
+
+
+def _silence_pillow_warnings() -> None:
+    if _PILLOW_FILTER not in warnings.filters:
+        warnings.filterwarnings("ignore", module=_PILLOW_MODULES)
+
+
 def process_image(data: bytes, spec: ImageSpec) -> ProcessedImage:
     """Turns the bytes of any image file into a record's JPEG payload.
 
@@ -175,10 +191,9 @@ def process_image(data: bytes, spec: ImageSpec) -> ProcessedImage:
     """
     if not data:
         raise ImageRejected(records.EMPTY_FILE, "the file is empty (0 bytes)")
+    _silence_pillow_warnings()
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # e.g. "Corrupt EXIF data": judged by decoding
-            return _process(data, spec)
+        return _process(data, spec)
     except ImageRejected:
         raise
     except UnidentifiedImageError:
