@@ -267,7 +267,7 @@ def test_pillows_warnings_are_silenced_and_no_other_warning_is():
         warnings.resetwarnings()  # no filter of ours either: the call must put it back
         warnings.simplefilter("always")
         result = process_image(data, KEEP_SIZE)
-        warnings.warn("not Pillow's", UserWarning)
+        warnings.warn("not Pillow's", UserWarning, stacklevel=1)
     assert (result.width, result.height) == (16, 16)
     assert [str(w.message) for w in caught] == ["not Pillow's"]
 
