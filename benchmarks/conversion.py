@@ -10,7 +10,10 @@ times; medians are reported. Writes benchmarks/RESULTS.md.
   (d) TensorFlow: decode_jpeg / resize / encode_jpeg in a parallel tf.data map
 
 (a) and (b) run at two corpus sizes: the slope between them is the steady-state cost per
-image, the intercept of (a) the fixed cost of a run.
+image, the intercept of (a) the fixed cost of a run. The fixed cost is also measured directly
+(10 images), beside Beam's own floor in each local mode (benchmarks/beam_floor.py: a trivial
+pipeline, no imgshard code), and one run at the larger size is split into phases by its
+per-process CPU timeline (benchmarks/timeline.py).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import time
 sys.path.insert(0, os.path.dirname(__file__))
 
 from corpus import build_corpus  # noqa: E402
+from timeline import format_timeline, phases, record  # noqa: E402
 
 BIN = os.path.dirname(sys.executable)
 SHORTER = 256
@@ -50,6 +54,19 @@ def _subset_list(list_path: str, count: int, out: str) -> str:
     return out
 
 
+def floor_seconds(mode: str) -> float:
+    """Wall seconds of Beam's own floor in a local mode: a fresh process importing Beam and
+    running a trivial pipeline (benchmarks/beam_floor.py)."""
+    started = time.perf_counter()
+    subprocess.run(
+        [sys.executable, os.path.join(os.path.dirname(__file__), "beam_floor.py"), mode],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return time.perf_counter() - started
+
+
 def _peak_tree_rss(process: subprocess.Popen, samples: list[int], stop: threading.Event) -> None:
     import psutil
 
@@ -65,28 +82,34 @@ def _peak_tree_rss(process: subprocess.Popen, samples: list[int], stop: threadin
     samples.append(peak)
 
 
+def convert_command(
+    list_path: str, image_root: str, output: str, mode: tuple[str, ...] = ()
+) -> list[str]:
+    return [
+        os.path.join(BIN, "imgshard"),
+        "convert",
+        "--input",
+        list_path,
+        "--image-root",
+        image_root,
+        "--output",
+        output,
+        "--num-shards",
+        "16",
+        "--overwrite",
+        "--resize",
+        f"shorter:{SHORTER}",
+        *mode,
+    ]
+
+
 def convert_seconds(
     list_path: str, image_root: str, output: str, mode: tuple[str, ...] = ()
 ) -> tuple[float, int]:
     """Wall seconds and peak resident memory (bytes, whole process tree) of one conversion."""
     started = time.perf_counter()
     process = subprocess.Popen(
-        [
-            os.path.join(BIN, "imgshard"),
-            "convert",
-            "--input",
-            list_path,
-            "--image-root",
-            image_root,
-            "--output",
-            output,
-            "--num-shards",
-            "16",
-            "--overwrite",
-            "--resize",
-            f"shorter:{SHORTER}",
-            *mode,
-        ],
+        convert_command(list_path, image_root, output, mode),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -265,6 +288,9 @@ def main(argv: list[str] | None = None) -> int:
             "f_a",
             "f_t",
             "f_default",
+            "z_in_memory",
+            "z_multi_threading",
+            "z_multi_processing",
         )
     }
     # Both local modes the job picks between (pipeline/local_mode.py), forced.
@@ -288,6 +314,13 @@ def main(argv: list[str] | None = None) -> int:
         for key, flags in fixed_runs.items():
             out = os.path.join(args.work, "out-tiny")
             runs[key].append(convert_seconds(tiny, images, out, flags)[0])
+        for mode in ("in_memory", "multi_threading", "multi_processing"):
+            runs[f"z_{mode}"].append(floor_seconds(mode))
+    # Where the larger run's time goes, worker processes forced: one run, its CPU timeline.
+    timeline = record(
+        convert_command(lists[args.large], images, os.path.join(args.work, "out"), modes["a"])
+    )
+    split = phases(timeline)
     med = {k: statistics.median(v) for k, v in runs.items()}
     chosen = {n: default_mode(lists[n], images) for n in (args.small, args.large)}
     extra = args.large - args.small
@@ -378,6 +411,36 @@ JPEG q90, 16 shards. {args.repeats} alternating rounds; medians (every run liste
   threads ({runs_of("f_t")}), **{med["f_a"]:.1f} s** with worker
   processes ({runs_of("f_a")}). As the intercept of the two corpus sizes
   (noisier: it extrapolates the slope): {fixed_t:.1f} s (a'), {fixed_a:.1f} s (a)
+- Beam's own floor, a fresh process running a trivial 10-element pipeline
+  (`benchmarks/beam_floor.py`, no imgshard code), the same rounds: **{med["z_in_memory"]:.1f} s**
+  in one process ({runs_of("z_in_memory")}), **{med["z_multi_threading"]:.1f} s** in threads
+  ({runs_of("z_multi_threading")}), **{med["z_multi_processing"]:.1f} s** with worker processes
+  ({runs_of("z_multi_processing")}). imgshard's own part of the fixed cost:
+  {med["f_default"] - med["z_in_memory"]:+.1f} / {med["f_t"] - med["z_multi_threading"]:+.1f} /
+  {med["f_a"] - med["z_multi_processing"]:+.1f} s
+
+## 1b. Where a {args.large:,}-image run's time goes (worker processes, one run)
+
+Per-process CPU, sampled every second (`benchmarks/timeline.py`); the writing phase is the
+longest stretch with every worker at >= 80% of a core.
+
+| phase | seconds | what |
+|---|---|---|
+| before | {split.before:.1f} | driver imports + graph, workers spawn + import, index stages |
+| writing | {split.writing:.1f} | workers {split.busy_share:.0%} busy on average |
+| after | {split.after:.1f} | last shards, finalize, teardown |
+| whole run | {timeline.wall:.1f} | |
+
+The bare pool (b) took {med["b_large"]:.1f} s for the same images: (b) / writing phase =
+**{med["b_large"] / split.writing:.2f}** (an upper bound of the writers' efficiency: a few images
+are written outside the stretch).
+
+<details><summary>timeline</summary>
+
+```
+{format_timeline(timeline)}
+```
+</details>
 - (b)/(c) = **{rate["b"] / rate["c"]:.2f}** (target >= 2): JPEG draft mode + reducing_gap
   vs a full decode
 - (b)/(d) = **{rate["b"] / rate["d"]:.2f}**

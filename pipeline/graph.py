@@ -25,7 +25,7 @@ from apache_beam.pvalue import AsDict, AsList, AsSingleton, TaggedOutput
 
 from imgshard.pipeline import metadata
 from imgshard.pipeline.analysis import TRANSFORM_DIR
-from imgshard.pipeline.combiners import LabelSet, SumLabelCounts
+from imgshard.pipeline.combiners import IndexSummary, SumLabelCounts
 from imgshard.pipeline.options import ConvertConfig, writer_config
 from imgshard.pipeline.read_index import ReadIndex
 from imgshard.pipeline.seams import crash_point
@@ -199,22 +199,26 @@ def index_and_assign(
     """ReadIndex, BuildVocabulary, ChooseShardCount, AssignShard (see the module docstring)."""
     index = p | "ReadIndex" >> ReadIndex(config)
     entries = index.entries  # IndexEntry(line, path, label)
-    source = AsSingleton(index.source)
-
+    totals = (
+        (entries, index.rejected)
+        | "CollectInputs" >> beam.Flatten()
+        | "SummarizeIndex" >> beam.CombineGlobally(IndexSummary())
+    )
+    kind, uri = config.input_kind, config.input
+    source = AsSingleton(
+        totals
+        | "DescribeSource"
+        >> beam.Map(
+            lambda t, sha: SourceInfo(kind, uri, sha, t.inputs), AsSingleton(index.sha256)
+        )
+    )
     label_kind = "name" if config.input_kind == "folder" else config.label_kind
-    vocabulary = (
-        entries
-        | "Labels" >> beam.Map(lambda e: e[2])
-        | "DistinctLabels" >> beam.CombineGlobally(LabelSet())
-        | "BuildVocabulary"
-        >> beam.Map(build_vocabulary, label_kind, given_labels, config.max_int_labels)
+    vocabulary = totals | "BuildVocabulary" >> beam.Map(
+        lambda t: build_vocabulary(t.labels, label_kind, given_labels, config.max_int_labels)
     )
     record_bytes = estimated_record_bytes(config.image.resize)
-    num_shards = (
-        entries
-        | "CountEntries" >> beam.combiners.Count.Globally()
-        | "ChooseShardCount"
-        >> beam.Map(lambda n: config.num_shards or auto_num_shards(n, record_bytes))
+    num_shards = totals | "ChooseShardCount" >> beam.Map(
+        lambda t: config.num_shards or auto_num_shards(t.entries, record_bytes)
     )
 
     assigned = entries | "AssignShard" >> beam.ParDo(

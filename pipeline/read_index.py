@@ -25,7 +25,7 @@ import logging
 from typing import NamedTuple
 
 import apache_beam as beam
-from apache_beam.pvalue import AsSingleton, TaggedOutput
+from apache_beam.pvalue import AsList, AsSingleton, TaggedOutput
 
 from imgshard.pipeline.options import ConvertConfig
 from imgshard.pipeline.seams import crash_point
@@ -46,7 +46,7 @@ from imgshard.transforms.list_splits import (
     owned_lines,
     plan_splits,
 )
-from imgshard.transforms.records import REJECTED, IndexEntry, SourceInfo
+from imgshard.transforms.records import REJECTED, IndexEntry
 
 __all__ = ["IndexRead", "ReadIndex"]
 
@@ -56,7 +56,7 @@ _LOG = logging.getLogger("imgshard")
 class IndexRead(NamedTuple):
     entries: beam.PCollection  # (line, path, label): IndexEntry's fields, as a plain tuple
     rejected: beam.PCollection  # Rejection (unparseable lines)
-    source: beam.PCollection  # one SourceInfo
+    sha256: beam.PCollection  # one str: the input's combined SHA-256 (SourceInfo.sha256)
 
 
 def _first_line(uri: str) -> bytes:
@@ -109,6 +109,18 @@ def _emit_class(listing, layout):
         yield first + offset, canonical_path(relative), listing.name
 
 
+def _gathered(pbegin, counts, layout_of):
+    """One layout from every split's (or class's) count, handed over as a side input: a
+    combiners.ToList would cost six more ParDos, each a fixed cost of every run (Beam
+    inspects every DoFn while building and runs each stage as a bundle). The layouts sort
+    their counts, so the side input's order does not matter."""
+    return (
+        pbegin
+        | "LayoutTrigger" >> beam.Create([None])
+        | "Layout" >> beam.Map(lambda _, counted: layout_of(counted), AsList(counts))
+    )
+
+
 class ReadIndex(beam.PTransform):
     """The pipeline's root -> IndexRead (see the module docstring)."""
 
@@ -119,18 +131,8 @@ class ReadIndex(beam.PTransform):
     def expand(self, pbegin) -> IndexRead:
         config = self._config
         if config.input_kind == "folder":
-            entries, rejected, sha256 = self._folder(pbegin)
-        else:
-            entries, rejected, sha256 = self._list(pbegin)
-        kind, uri = config.input_kind, config.input
-        source = (
-            (entries, rejected)
-            | "CollectInputs" >> beam.Flatten()
-            | "CountInputs" >> beam.combiners.Count.Globally()
-            | "DescribeSource"
-            >> beam.Map(lambda n, sha: SourceInfo(kind, uri, sha, n), AsSingleton(sha256))
-        )
-        return IndexRead(entries, rejected, source)
+            return IndexRead(*self._folder(pbegin))
+        return IndexRead(*self._list(pbegin))
 
     def _list(self, pbegin):
         config = self._config
@@ -143,12 +145,8 @@ class ReadIndex(beam.PTransform):
         splits = (
             pbegin | "Splits" >> beam.Create(plan_splits(uri)) | "SpreadSplits" >> beam.Reshuffle()
         )
-        layout = (
-            splits
-            | "CountLines" >> beam.Map(lambda s: count_split(uri, s, kind == "csv"))
-            | "GatherCounts" >> beam.combiners.ToList()
-            | "Layout" >> beam.Map(build_layout)
-        )
+        counts = splits | "CountLines" >> beam.Map(lambda s: count_split(uri, s, kind == "csv"))
+        layout = _gathered(pbegin, counts, build_layout)
         parsed = splits | "ParseSplit" >> beam.ParDo(
             ParseSplitFn(uri, kind, columns, (config.path_column, config.label_column)),
             layout=AsSingleton(layout),
@@ -164,12 +162,10 @@ class ReadIndex(beam.PTransform):
             | "SpreadClasses" >> beam.Reshuffle()
             | "ListClass" >> beam.Map(lambda name: list_class(root, name))
         )
-        layout = (
-            listings
-            | "ClassCounts" >> beam.Map(lambda c: (c.name, len(c.relatives), c.sha256))
-            | "GatherClassCounts" >> beam.combiners.ToList()
-            | "Layout" >> beam.Map(folder_layout)
+        counts = listings | "ClassCounts" >> beam.Map(
+            lambda c: (c.name, len(c.relatives), c.sha256)
         )
+        layout = _gathered(pbegin, counts, folder_layout)
         entries = listings | "EmitClass" >> beam.FlatMap(_emit_class, AsSingleton(layout))
         rejected = pbegin | "NoRejections" >> beam.Create([])
         sha256 = layout | "FolderSha256" >> beam.Map(lambda layout: layout.sha256)

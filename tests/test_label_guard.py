@@ -70,15 +70,21 @@ def test_the_refusal_reads_the_same_from_worker_processes(tmp_path):
     assert message.endswith("--max-int-labels 5001 to accept it")
 
 
-def test_the_label_set_combiner_unions_partial_sets_sorted():
+def test_the_index_summary_unions_partial_label_sets_and_counts_every_input():
     import apache_beam as beam
     from apache_beam.testing.util import assert_that, equal_to
 
-    from imgshard.pipeline.combiners import LabelSet
+    from imgshard.pipeline.combiners import IndexSummary, IndexTotals
+    from imgshard.transforms.records import Rejection
 
+    entries = [(i, f"img{i}.jpg", label) for i, label in enumerate("bacab" * 3)]
+    bad = [Rejection(99, "", "", "unparseable_line", "no label"), Rejection(7, "x", "", "r", "")]
     with beam.Pipeline() as p:  # combiner lifting: partial sets per bundle, then merged
-        labels = p | beam.Create(["b", "a", "c", "a", "b"] * 3, reshuffle=True)
-        assert_that(labels | beam.CombineGlobally(LabelSet()), equal_to([["a", "b", "c"]]))
+        items = p | beam.Create(entries + bad, reshuffle=True)
+        assert_that(
+            items | beam.CombineGlobally(IndexSummary()),
+            equal_to([IndexTotals(["a", "b", "c"], 15, 17)]),
+        )
 
 
 def test_the_job_and_the_trainer_do_not_share_a_class_name():
