@@ -22,8 +22,9 @@ from imgshard.pipeline.seams import crash_point
 from imgshard.transforms.boxes import Box, boxes_key, transform_boxes
 from imgshard.transforms.example import decode_example, image_example
 from imgshard.transforms.image import ImageRejected, ImageSpec, process_image
+from imgshard.transforms.index import resolve_image_path
 from imgshard.transforms.labels import Vocabulary
-from imgshard.transforms.reading import ReadFailed, read_ahead, read_image
+from imgshard.transforms.reading import ReadFailed, read_ahead, read_image, read_threads
 from imgshard.transforms.record_index import index_name, write_index
 from imgshard.transforms.records import REJECTED, Rejection, ShardResult, unpack_shard_entry
 from imgshard.transforms.shard_names import shard_name
@@ -114,8 +115,13 @@ def write_shard(
         atomic_output(FileSystems.join(config.output, name)) as stream,
         _record_writer(config.format, stream) as writer,
     ):
+        where = resolve_image_path(config.image_root, kept[0][2]) if kept else ""
+        threads = read_threads(where)
         reads = read_ahead(
-            kept, lambda e: read_image(config.image_root, e[2], config.allow_outside_root)
+            kept,
+            lambda e: read_image(config.image_root, e[2], config.allow_outside_root),
+            threads=threads,
+            window=2 * threads,
         )
         for (_, line, path, label), data in reads:
             try:
