@@ -20,6 +20,7 @@ from imgshard.pipeline import journal, metadata
 from imgshard.pipeline.errors import ConversionError
 from imgshard.pipeline.options import ConvertConfig
 from imgshard.transforms.boxes import boxes_source_sha256
+from imgshard.transforms.image import image_library
 from imgshard.transforms.input_identity import input_identity
 from imgshard.transforms.storage import TMP_MARKER, remove_files, remove_tree
 
@@ -37,6 +38,7 @@ def run_identity(config: ConvertConfig, version: str) -> dict:
             labels_sha256 = hashlib.sha256(f.read()).hexdigest()
     identity = {
         "tool_version": version,
+        "image_library": image_library(),  # decoders and resamplers differ in their pixels
         "settings": settings,
         # size and update time, not a hash: the driver never reads the whole input
         "input": input_identity(config.input, config.input_kind),

@@ -12,6 +12,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from imgshard.pipeline.journal import journal_dir
 from imgshard.pipeline.seams import crash_point
+from imgshard.transforms.image import image_library
 from imgshard.transforms.labels import Vocabulary
 from imgshard.transforms.record_index import INDEX_SUFFIX
 from imgshard.transforms.records import REASONS, Rejection, ShardResult, SourceInfo
@@ -131,7 +132,7 @@ def build_metadata(
     records = sum(s.records for s in shards)
     return {
         "format_version": FORMAT_VERSION,
-        "tool": {"name": "imgshard", "version": version},
+        "tool": {"name": "imgshard", "version": version, "image_library": image_library()},
         "split": split,
         "num_records": records,
         "num_rejected": sum(by_reason.values()),

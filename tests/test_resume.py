@@ -67,6 +67,20 @@ def test_a_different_configuration_is_never_resumed_into(dataset, tmp_path, chan
     assert all_files(out) == before
 
 
+def test_another_image_library_build_is_never_resumed_into(dataset, tmp_path, monkeypatch):
+    """Another Pillow release or pillow-simd gives other pixels: its shards would mix with
+    the first build's. dataset.json names the build that wrote the shards."""
+    out = tmp_path / "out"
+    convert(dataset, out, *FLAGS)
+    with open(out / "dataset.json") as f:
+        assert json.load(f)["tool"]["image_library"].startswith(("Pillow ", "pillow-simd "))
+    before = all_files(out)
+    monkeypatch.setattr(existing_output, "image_library", lambda: "pillow-simd 12.1.1.post0")
+    with pytest.raises(ConversionError, match="image_library: 'Pillow .*' -> 'pillow-simd"):
+        convert(dataset, out, *FLAGS, "--resume")
+    assert all_files(out) == before
+
+
 def test_a_changed_input_list_is_never_resumed_into(dataset, tmp_path):
     out = tmp_path / "out"
     convert(dataset, out, *FLAGS)

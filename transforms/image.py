@@ -21,6 +21,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from imgshard.transforms import records
 
 __all__ = [
+    "image_library",
     "ImageRejected",
     "ImageSpec",
     "ProcessedImage",
@@ -165,6 +166,28 @@ def plan_resize(
     if scale >= 1 and not allow_upscale:
         return (width, height), None
     return (max(1, round(width * scale)), max(1, round(height * scale))), None
+
+
+def image_library() -> str:
+    """The build that decodes, resizes and encodes, e.g. "Pillow 12.3.0, libjpeg-turbo 3.1.4.1".
+
+    Pixels, hence the output's bytes, differ between builds: two Pillow releases, or
+    pillow-simd, whose vectorized resampling rounds differently (`make install-simd`). Same
+    inputs, seed and build give the same bytes; a run is only resumed by the same build.
+    """
+    import importlib.metadata
+
+    from PIL import __version__, features
+
+    try:  # PIL's own version tells which files are in place if both were ever installed
+        simd = importlib.metadata.version("pillow-simd") == __version__
+    except importlib.metadata.PackageNotFoundError:
+        simd = False
+    build = f"pillow-simd {__version__}" if simd else f"Pillow {__version__}"
+    jpeg = features.version_feature("libjpeg_turbo")
+    return (
+        f"{build}, libjpeg-turbo {jpeg}" if jpeg else f"{build}, libjpeg {features.version('jpg')}"
+    )
 
 
 # Pillow's own warnings ("Corrupt EXIF data", "Image was not the expected size") are ignored:
