@@ -15,8 +15,10 @@ reference: a full decode (no DCT scaling) resized with Pillow's Lanczos filter.
   opencv-area    Pillow draft decode; OpenCV INTER_AREA resize
   simplejpeg-dct libjpeg-turbo DCT scaling by M/8 to just above the target (simplejpeg), then
                  Pillow's bicubic resize
+  pillow-simd    today's path under pillow-simd (the same algorithm, vectorized), measured in
+                 the venv of `make simd-venv` (a subprocess, timed the same way, the rounds
+                 alternating with the others); its pixels are scored against this venv's reference
 Writes benchmarks/RESULTS-image.md. Needs the bench extra (opencv-python-headless, simplejpeg).
-Run it with another Pillow build (e.g. pillow-simd in its own venv) to compare that build.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import math
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -151,8 +154,43 @@ def encode_ms(images: list[np.ndarray]) -> float:
     return (time.process_time() - started) / len(images) * 1000
 
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SIMD_PYTHON = os.path.join(ROOT, ".venv-simd", "bin", "python")
+
+
+def _pillow_ms(corpus: list[bytes]) -> float:
+    started = time.process_time()
+    for data in corpus:
+        pillow(data)
+    return (time.process_time() - started) / len(corpus) * 1000
+
+
+def _simd(work: str, *args: str) -> str:
+    """Runs this script's --as-simd-worker mode under SIMD_PYTHON; returns its stdout."""
+    return subprocess.run(
+        [SIMD_PYTHON, os.path.abspath(__file__), "--work", work, "--as-simd-worker", *args],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+
+
+def _simd_worker(corpus: list[bytes], task: str, work: str) -> None:
+    """In the pillow-simd venv: `pixels` saves the pillow path's output, `time` prints the
+    CPU ms of one round of it, `encode` the encode's."""
+    if task == "pixels":
+        np.savez(os.path.join(work, "simd-pixels.npz"), *[pillow(d) for d in corpus])
+    elif task == "time":
+        print(_pillow_ms(corpus))
+    else:
+        print(encode_ms([pillow(d) for d in corpus]))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--as-simd-worker", choices=["pixels", "time", "encode"], help=argparse.SUPPRESS
+    )
     parser.add_argument("--images", type=int, default=400, help="corpus size")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--only", nargs="*", default=list(CANDIDATES), choices=list(CANDIDATES))
@@ -173,21 +211,37 @@ def main(argv: list[str] | None = None) -> int:
     for path in paths:
         with open(path, "rb") as f:
             corpus.append(f.read())
+    if args.as_simd_worker:
+        _simd_worker(corpus, args.as_simd_worker, args.work)
+        return 0
     candidates = {name: CANDIDATES[name] for name in args.only}
+    simd = os.path.exists(SIMD_PYTHON)
 
     refs = [reference(data) for data in corpus]
     fidelity = {
         name: statistics.median(psnr(fn(data), ref) for data, ref in zip(corpus, refs, strict=True))
         for name, fn in candidates.items()
     }
-    rounds: dict[str, list[float]] = {name: [] for name in candidates}
+    if simd:
+        _simd(args.work, "pixels")
+        with np.load(os.path.join(args.work, "simd-pixels.npz")) as saved:
+            pixels = [saved[f"arr_{i}"] for i in range(len(corpus))]
+        fidelity["pillow-simd"] = statistics.median(
+            psnr(p, ref) for p, ref in zip(pixels, refs, strict=True)
+        )
+    rounds: dict[str, list[float]] = {name: [] for name in fidelity}
     for _ in range(args.rounds):
         for name, fn in candidates.items():
             started = time.process_time()
             for data in corpus:
                 fn(data)
             rounds[name].append((time.process_time() - started) / len(corpus) * 1000)
+        if simd:
+            rounds["pillow-simd"].append(float(_simd(args.work, "time")))
     encode = encode_ms([pillow(data) for data in corpus])
+    encodes = {name: encode for name in rounds}
+    if simd:
+        encodes["pillow-simd"] = float(_simd(args.work, "encode"))
     base = statistics.median(rounds["pillow"]) + encode if "pillow" in rounds else None
 
     import PIL
@@ -204,14 +258,15 @@ def main(argv: list[str] | None = None) -> int:
         "| with encode, speed vs pillow |",
         "|---|---|---|---|---|",
     ]
-    for name in candidates:
+    for name in rounds:
         median = statistics.median(rounds[name])
-        speed = f"{base / (median + encode):.2f}x" if base else "-"
+        speed = f"{base / (median + encodes[name]):.2f}x" if base else "-"
         per_round = ", ".join(f"{x:.2f}" for x in rounds[name])
         lines.append(f"| {name} | {fidelity[name]:.2f} | {median:.2f} | {per_round} | {speed} |")
     lines += [
         "",
-        f"JPEG q90 encode of the output, common to all: {encode:.2f} CPU ms per image.",
+        f"JPEG q90 encode of the output: {encode:.2f} CPU ms per image with Pillow"
+        + (f", {encodes['pillow-simd']:.2f} with pillow-simd." if simd else "."),
         "",
     ]
     text = "\n".join(lines)
