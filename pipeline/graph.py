@@ -208,9 +208,7 @@ def index_and_assign(
     source = AsSingleton(
         totals
         | "DescribeSource"
-        >> beam.Map(
-            lambda t, sha: SourceInfo(kind, uri, sha, t.inputs), AsSingleton(index.sha256)
-        )
+        >> beam.Map(lambda t, sha: SourceInfo(kind, uri, sha, t.inputs), AsSingleton(index.sha256))
     )
     label_kind = "name" if config.input_kind == "folder" else config.label_kind
     vocabulary = totals | "BuildVocabulary" >> beam.Map(
