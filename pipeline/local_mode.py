@@ -26,7 +26,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from imgshard.pipeline.errors import ConversionError
 from imgshard.pipeline.options import ConvertConfig
-from imgshard.transforms.image import ImageSpec, plan_resize
+from imgshard.transforms.image import ImageSpec, image_library, plan_resize
 from imgshard.transforms.index import class_folder_pattern
 from imgshard.transforms.index import resolve_image_path as _resolve
 from imgshard.transforms.list_sample import ListSample, spread
@@ -34,6 +34,7 @@ from imgshard.transforms.reading import ReadFatal, ReadUnavailable, read_bytes
 
 __all__ = [
     "COUNT_LIMIT",
+    "DECODE_SHARE",
     "DEFAULT_IMAGE_SECONDS",
     "ImageProbe",
     "LocalWork",
@@ -44,18 +45,29 @@ __all__ = [
     "probe_image",
 ]
 
-# Seconds before the first image: whole runs over 10 images on an idle machine (medians of
-# 5, benchmarks/README.md). A loaded machine stretches all three, processes' most.
-START_SECONDS = {"in_memory": 2.1, "multi_threading": 2.5, "multi_processing": 4.1}
+# Seconds a run costs besides its per-image work, 2 cores, `make bench` of 2026-11-26 (3 rounds,
+# medians; benchmarks/README.md): one process and threads as whole 10-image runs (3.2 and 3.9 s;
+# Beam's own floor is 2.8 and 3.2 s); worker processes as the intercept of the 4,000/12,000-photo
+# runs (9.0 s; a 10-image run takes 6.9 s, Beam's floor 5.7 s), since the index stages and the
+# last shard's tail grow with the input and the choice only matters for thousands of images.
+# A loaded machine stretches all three, processes' most.
+START_SECONDS = {"in_memory": 3.2, "multi_threading": 3.9, "multi_processing": 9.0}
 # Marginal rate of each mode as a share of `cores` x one core's rate (the bare pool of the
-# same per-image function): threads 0.71-0.78, worker processes 0.82-0.88 in the measurements
-# of benchmarks/README.md; a tie between the two goes to threads at ~20 core-seconds of work.
-EFFICIENCY = {"in_memory": 1.0, "multi_threading": 0.75, "multi_processing": 0.85}
+# same per-image function), same bench: threads 0.67 (the GIL is held for the Python parts);
+# worker processes 0.94 while both write (the run's CPU timeline; 1.02 as the slope between
+# the two sizes, noisier). On 2 cores the switches fall at ~2.8 core-seconds (one process ->
+# threads) and ~24 (threads -> processes); the bench's runs agree: threads won at 4,000
+# photos (16.2 vs 18.8 s), processes at 12,000 (38.4 vs 46.1 s).
+EFFICIENCY = {"in_memory": 1.0, "multi_threading": 0.67, "multi_processing": 0.94}
 # Counting stops here: beyond it, worker processes win for any image size.
 COUNT_LIMIT = 200_000
 PROBE_IMAGES = 12
 # What an input costs when no sampled image could be probed (an ILSVRC-like photo).
 DEFAULT_IMAGE_SECONDS = 0.006
+
+# Decode + resize CPU time of an image library build relative to Pillow's, for which the
+# model below was fitted: pillow-simd 1.72 vs 3.74 ms per corpus photo (make bench-image).
+DECODE_SHARE = {"pillow-simd": 0.46}
 
 # Core-seconds per image: a fit of transforms.image.process_image on one core of this machine
 # (generated JPEGs from 64x48 to 2048x1536, q90, shorter:256; within ~25% of each size's time),
@@ -91,8 +103,9 @@ def _draft_factor(probe: ImageProbe, out_size: tuple[int, int]) -> int:
     return factor
 
 
-def image_seconds(probe: ImageProbe, spec: ImageSpec) -> float:
-    """Expected core-seconds to read, decode, resize, encode and write one such image."""
+def image_seconds(probe: ImageProbe, spec: ImageSpec, decode_share: float = 1.0) -> float:
+    """Expected core-seconds to read, decode, resize, encode and write one such image;
+    `decode_share` scales the decode and resize (the image library's speed, DECODE_SHARE)."""
     out_size, _ = plan_resize(probe.width, probe.height, spec.resize, spec.allow_upscale)
     pixels = probe.width * probe.height
     resized = out_size != (probe.width, probe.height)
@@ -100,8 +113,9 @@ def image_seconds(probe: ImageProbe, spec: ImageSpec) -> float:
         pixels //= _draft_factor(probe, out_size) ** 2
         if spec.resize.mode == "none":  # kept byte for byte, checked by a 1/8 decode
             pixels, resized = pixels // 64, False
-    work = _PER_IMAGE + _PER_FILE_BYTE * probe.file_bytes + _PER_DECODED_PIXEL * pixels
-    return work + (_PER_RESIZED_PIXEL * pixels if resized else 0.0)
+    decode = _PER_FILE_BYTE * probe.file_bytes + _PER_DECODED_PIXEL * pixels
+    decode += _PER_RESIZED_PIXEL * pixels if resized else 0.0
+    return _PER_IMAGE + decode_share * decode
 
 
 def local_running_mode(work: LocalWork, cores: int) -> tuple[int, str]:
@@ -159,7 +173,8 @@ def _count_and_sample(
 def _typical_seconds(probes: Sequence[ImageProbe], spec: ImageSpec) -> float:
     if not probes:
         return DEFAULT_IMAGE_SECONDS
-    return sum(image_seconds(p, spec) for p in probes) / len(probes)
+    share = DECODE_SHARE.get(image_library().split(" ", 1)[0], 1.0)
+    return sum(image_seconds(p, spec, share) for p in probes) / len(probes)
 
 
 def estimate_work(

@@ -68,10 +68,10 @@ def test_image_cost_grows_with_pixels_and_jpeg_draft_decoding_saves_it():
 @pytest.mark.parametrize(
     ("width", "height", "lines", "expected"),
     [
-        (64, 48, 300, (1, "in_memory")),  # ~0.3 s of work: no start-up is repaid
-        (640, 480, 300, (0, "multi_threading")),  # seconds of work: threads start fastest
+        (64, 48, 300, (1, "in_memory")),  # ~0.2 s of work: no start-up is repaid
+        (640, 480, 1_000, (0, "multi_threading")),  # seconds of work: threads start fastest
         (640, 480, 30_000, (0, "multi_processing")),  # minutes: processes' start-up repaid
-        (64, 48, 3_000, (0, "multi_threading")),
+        (64, 48, 8_000, (0, "multi_threading")),
     ],
 )
 def test_generated_inputs_get_the_mode_their_work_calls_for(
@@ -127,3 +127,15 @@ def test_a_fifo_or_a_device_in_the_list_is_not_probed(tmp_path):
     os.symlink("/dev/zero", tmp_path / "zero.JPEG")
     assert probe_image(str(tmp_path / "pipe.JPEG")) is None
     assert probe_image(str(tmp_path / "zero.JPEG")) is None
+
+
+def test_a_faster_image_library_halves_the_expected_work(tmp_path, monkeypatch):
+    from imgshard.pipeline import local_mode
+
+    config = _list_of(tmp_path, 640, 480, 3_000)
+    with_pillow = _estimate(config)
+    monkeypatch.setattr(local_mode, "image_library", lambda: "pillow-simd 12.1.1.post0, x")
+    with_simd = _estimate(config)
+    assert with_simd.inputs == with_pillow.inputs
+    ratio = with_simd.seconds_per_input / with_pillow.seconds_per_input
+    assert local_mode.DECODE_SHARE["pillow-simd"] < ratio < 0.6  # per-record work stays

@@ -9,6 +9,7 @@ reached with a bicubic resize whose `reducing_gap` lets Pillow pre-shrink with a
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import re
@@ -168,6 +169,7 @@ def plan_resize(
     return (max(1, round(width * scale)), max(1, round(height * scale))), None
 
 
+@functools.cache  # ~45 ms the first time: the installed distributions are looked up
 def image_library() -> str:
     """The build that decodes, resizes and encodes, e.g. "Pillow 12.3.0, libjpeg-turbo 3.1.4.1".
 
