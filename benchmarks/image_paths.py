@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         _simd_worker(corpus, args.as_simd_worker, args.work)
         return 0
     candidates = {name: CANDIDATES[name] for name in args.only}
-    simd = os.path.exists(SIMD_PYTHON)
+    simd = os.path.exists(os.path.join(ROOT, ".venv-simd", ".installed"))  # make simd-venv
 
     refs = [reference(data) for data in corpus]
     fidelity = {

@@ -103,8 +103,8 @@ def entry() -> None:
     """The `imgshard` console command: main(), then an exit that skips the interpreter's
     teardown when nothing is left running.
 
-    Finalizing the modules Beam brings (gRPC, pandas, protobuf; ~190k objects) takes 0.3-0.8 s
-    after every run on this machine, a sixth of a small run's fixed cost (benchmarks/README.md).
+    Finalizing the modules Beam brings (gRPC, pandas, protobuf; ~190k objects) took 0.3-1.9 s
+    after every run on this machine, up to a third of a small run (benchmarks/README.md).
     When main() returns, every output is closed and renamed into place and the job's workers
     are stopped; of the exit handlers registered by then only logging's flush matters here.
     With a child process or a non-daemon thread still alive, the normal exit waits for it.

@@ -2,6 +2,7 @@
 
 ReadIndex        list / CSV in byte-range splits, folder tree by class, in parallel
                  (pipeline/read_index.py)  -> (line, path, label)   (+ rejected)
+SummarizeIndex   one combine: distinct labels, entries, every input line (+ rejected)
 BuildVocabulary  distinct labels           -> Vocabulary                       (side input)
 ChooseShardCount count of entries          -> N                                (side input)
 AssignShard      -> (shard, packed (key, line, path, label_id))  key = hash(seed, path)

@@ -19,10 +19,12 @@ from helpers import encode, jpeg, photo
 from imgshard.transforms.image import ImageSpec, image_library, parse_resize, process_image
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SIMD_PYTHON = os.path.join(ROOT, os.environ.get("SIMD_VENV", ".venv-simd"), "bin", "python")
+SIMD_VENV = os.path.join(ROOT, os.environ.get("SIMD_VENV", ".venv-simd"))
+SIMD_PYTHON = os.path.join(SIMD_VENV, "bin", "python")
 
-pytestmark = pytest.mark.skipif(
-    not os.path.exists(SIMD_PYTHON), reason="no pillow-simd venv: make simd-venv builds it"
+pytestmark = pytest.mark.skipif(  # the stamp: a half-built venv does not count
+    not os.path.exists(os.path.join(SIMD_VENV, ".installed")),
+    reason="no pillow-simd venv: make simd-venv builds it",
 )
 
 RESIZES = ("shorter:256", "fixed:224x224")
