@@ -67,9 +67,12 @@ uninstall-simd: ## back to Pillow in .venv
 	@rm -f $(VENV)/.simd
 	@$(BIN)/python -c "from imgshard.transforms.image import image_library as l; print('image library:', l())"
 
+# --no-cache-dir: pip's wheel cache is keyed by the sdist, not by SIMD_CC, so a cached build
+# could carry other SIMD flags than the ones asked for.
 _swap-in-simd:
 	$(PIP) uninstall -y pillow
-	CC="$(SIMD_CC)" $(PIP) install --force-reinstall --no-deps --no-binary pillow-simd "$(PILLOW_SIMD)"
+	CC="$(SIMD_CC)" $(PIP) install --no-cache-dir --force-reinstall --no-deps \
+	  --no-binary pillow-simd "$(PILLOW_SIMD)"
 
 # tests/test_simd.py compares pillow-simd's output with Pillow's through transforms/image.py:
 # a venv with only numpy, pillow-simd and imgshard's code (no Beam, no TensorFlow).

@@ -129,14 +129,28 @@ def pipeline_options(
         )
         if given("direct_num_workers"):
             workers = direct.direct_num_workers
-            if mode == "in_memory" and workers != 1:  # in_memory runs one worker only
-                mode = "multi_threading"
+            if mode == "in_memory" and workers != 1:  # in_memory runs one worker only; not
+                mode = "multi_processing"  # threads: see local_mode.AUTOMATIC_MODES
         if given("direct_running_mode"):
             mode = direct.direct_running_mode
             if not given("direct_num_workers"):
                 workers = 1 if mode == "in_memory" else 0
         direct.direct_num_workers, direct.direct_running_mode = workers, mode
+        if work is not None:
+            _LOG.info(
+                "local run: %s, %s; ~%.0f core-seconds of work expected (pipeline/local_mode.py)",
+                _MODE_NAMES.get(mode, mode),
+                f"{workers} worker{'s' * (workers != 1)}" if workers else "one worker per core",
+                work.inputs * work.seconds_per_input,
+            )
     return options
+
+
+_MODE_NAMES = {
+    "in_memory": "one process",
+    "multi_threading": "worker threads",
+    "multi_processing": "worker processes",
+}
 
 
 def _counters(result) -> dict[str, int]:

@@ -55,10 +55,16 @@ START_SECONDS = {"in_memory": 3.2, "multi_threading": 3.9, "multi_processing": 9
 # Marginal rate of each mode as a share of `cores` x one core's rate (the bare pool of the
 # same per-image function), same bench: threads 0.67 (the GIL is held for the Python parts);
 # worker processes 0.94 while both write (the run's CPU timeline; 1.02 as the slope between
-# the two sizes, noisier). On 2 cores the switches fall at ~2.8 core-seconds (one process ->
-# threads) and ~24 (threads -> processes); the bench's runs agree: threads won at 4,000
-# photos (16.2 vs 18.8 s), processes at 12,000 (38.4 vs 46.1 s).
+# the two sizes, noisier). With threads, the switches would fall at ~2.8 core-seconds (one
+# process -> threads) and ~24 (threads -> processes); the bench's runs agree: threads won at
+# 4,000 photos (16.2 vs 18.8 s), processes at 12,000 (38.4 vs 46.1 s). See AUTOMATIC_MODES.
 EFFICIENCY = {"in_memory": 1.0, "multi_threading": 0.67, "multi_processing": 0.94}
+# The modes chosen without a flag. Not threads: Beam's multi_threading mode lost whole blocks
+# of index entries in 3 of 4 runs of 100,000 thumbnails (a user trial, 2026-11-26; processes
+# and one process lost none), though it would be the fastest between ~2.8 and ~24
+# core-seconds. Until that is understood, one process runs up to ~12 core-seconds
+# (~2,300 photos) and worker processes beyond; --direct_running_mode still picks threads.
+AUTOMATIC_MODES = ("in_memory", "multi_processing")
 # Counting stops here: beyond it, worker processes win for any image size.
 COUNT_LIMIT = 200_000
 PROBE_IMAGES = 12
@@ -126,7 +132,7 @@ def local_running_mode(work: LocalWork, cores: int) -> tuple[int, str]:
         parallel = 1 if mode == "in_memory" else cores
         return START_SECONDS[mode] + seconds / (parallel * EFFICIENCY[mode])
 
-    modes = ["in_memory"] if cores < 2 else list(START_SECONDS)
+    modes = ["in_memory"] if cores < 2 else list(AUTOMATIC_MODES)
     best = min(modes, key=wall)  # ties go to the cheaper start-up: dict order
     return (1 if best == "in_memory" else 0), best  # 0: one per core
 

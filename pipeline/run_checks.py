@@ -122,9 +122,19 @@ def load_labels(path: str | None) -> list[str] | None:
 
 
 def check_result(meta: dict, config: ConvertConfig) -> None:
-    """Fails a run that wrote nothing, or rejected more than --max-reject-fraction."""
+    """Fails a run that lost inputs, wrote nothing, or rejected more than
+    --max-reject-fraction."""
     inputs = meta["num_inputs"]
     rejected = meta["num_rejected"]
+    if meta["num_records"] + rejected != inputs:
+        # Every input ends as a record or a rejection; anything else is the runner losing
+        # data (seen with Beam's multi_threading local mode: whole blocks of list lines).
+        raise ConversionError(
+            f"{inputs:,} inputs were listed but {meta['num_records']:,} written and "
+            f"{rejected:,} rejected: {abs(inputs - meta['num_records'] - rejected):,} "
+            "unaccounted for, so this output is incomplete. Rerun with --overwrite (the local "
+            "runner's default modes, one process or worker processes, have not lost any)"
+        )
     if meta["num_records"] == 0:
         detail = ", ".join(f"{k}: {v}" for k, v in meta["rejected"]["by_reason"].items())
         raise ConversionError(

@@ -91,7 +91,9 @@ def test_local_runs_get_the_mode_of_their_expected_work_unless_flags_choose_one(
     assert mode([], tiny) == (1, "in_memory")
     assert mode([], huge) == parallel
     assert mode([], None) == parallel  # nothing estimated: the large default
-    assert mode(["--direct_num_workers=2"], tiny) == (2, "multi_threading")  # asked for
+    # workers asked for: processes, never threads unless named (local_mode.AUTOMATIC_MODES)
+    assert mode(["--direct_num_workers=2"], tiny) == (2, "multi_processing")
+    assert mode(["--direct_running_mode=multi_threading"], tiny) == (0, "multi_threading")
     assert mode(["--direct_num_workers=3"], huge) == (3, "multi_processing")
     assert mode(["--direct_running_mode=in_memory"], huge) == (1, "in_memory")
     assert mode(["--direct_running_mode=multi_processing"], tiny) == (0, "multi_processing")

@@ -69,9 +69,10 @@ def test_image_cost_grows_with_pixels_and_jpeg_draft_decoding_saves_it():
     ("width", "height", "lines", "expected"),
     [
         (64, 48, 300, (1, "in_memory")),  # ~0.2 s of work: no start-up is repaid
-        (640, 480, 1_000, (0, "multi_threading")),  # seconds of work: threads start fastest
+        (640, 480, 1_000, (1, "in_memory")),  # ~8 s: processes' start-up not yet repaid
         (640, 480, 30_000, (0, "multi_processing")),  # minutes: processes' start-up repaid
-        (64, 48, 8_000, (0, "multi_threading")),
+        (64, 48, 8_000, (1, "in_memory")),
+        (64, 48, 40_000, (0, "multi_processing")),
     ],
 )
 def test_generated_inputs_get_the_mode_their_work_calls_for(
@@ -88,8 +89,14 @@ def test_the_same_count_of_larger_images_moves_to_processes_sooner(tmp_path):
     small = _estimate(_list_of(tmp_path / "small", 64, 48, 12_000))
     large = _estimate(_list_of(tmp_path / "large", 2048, 1536, 12_000))
     assert large.seconds_per_input > 5 * small.seconds_per_input
-    assert local_running_mode(small, cores=2)[1] == "multi_threading"
+    assert local_running_mode(small, cores=2)[1] == "in_memory"
     assert local_running_mode(large, cores=2)[1] == "multi_processing"
+
+
+def test_threads_are_never_chosen_without_the_flag():
+    """Beam's multi_threading mode lost index entries in a user trial: never the default."""
+    for seconds in (0.5, 2, 5, 10, 15, 20, 30, 100, 1000):
+        assert local_running_mode(LocalWork(1000, seconds / 1000), cores=8)[1] != "multi_threading"
 
 
 def test_one_core_always_runs_in_one_process():

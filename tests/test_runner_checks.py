@@ -36,3 +36,27 @@ def test_analyze_with_loopback_workers_is_not_refused_by_the_check():
     config = ConvertConfig(input="/x/train.txt", output="/x/out", input_kind="list", analyze=True)
     loopback = ["--runner", "PortableRunner", "--environment_type", "LOOPBACK"]
     check_analyze_runs_here(config, PipelineOptions(loopback))  # its workers are this process
+
+
+@pytest.mark.parametrize(
+    ("records", "rejected", "inputs", "lost"),
+    [(98_943, 0, 100_000, "1,057"), (99_000, 1_000, 98_888, "1,112")],
+)
+def test_a_run_whose_records_and_rejections_do_not_add_up_to_its_inputs_fails(
+    records, rejected, inputs, lost
+):
+    """Every input ends as a record or a rejection: a runner that drops entries (Beam's
+    multi_threading mode did, in blocks) or miscounts them must not leave a 'finished' run."""
+    from imgshard.pipeline.options import ConvertConfig
+    from imgshard.pipeline.run_checks import check_result
+
+    meta = {
+        "num_inputs": inputs,
+        "num_records": records,
+        "num_rejected": rejected,
+        "rejected": {"file": "train-rejected.jsonl", "by_reason": {}},
+    }
+    config = ConvertConfig(input="train.txt", output="out", max_reject_fraction=0.5)
+    with pytest.raises(ConversionError, match=f"{lost} unaccounted for"):
+        check_result(meta, config)
+    check_result({**meta, "num_inputs": records + rejected}, config)  # adds up: accepted
