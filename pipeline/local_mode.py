@@ -12,7 +12,8 @@ work (2 cores, measured as stated in benchmarks/README.md):
 
 The work is the number of inputs times what a typical input costs, estimated from a few
 sampled images' headers (file size, format, pixel count; nothing is decoded) with the cost
-model of `image_seconds`. The mode with the smallest expected wall time is chosen.
+model of `image_seconds`. Of AUTOMATIC_MODES (not threads, see there), the mode with the
+smallest expected wall time is chosen; threads' constants stay as measured.
 """
 
 from __future__ import annotations
@@ -133,7 +134,7 @@ def local_running_mode(work: LocalWork, cores: int) -> tuple[int, str]:
         return START_SECONDS[mode] + seconds / (parallel * EFFICIENCY[mode])
 
     modes = ["in_memory"] if cores < 2 else list(AUTOMATIC_MODES)
-    best = min(modes, key=wall)  # ties go to the cheaper start-up: dict order
+    best = min(modes, key=wall)  # ties go to the cheaper start-up: AUTOMATIC_MODES order
     return (1 if best == "in_memory" else 0), best  # 0: one per core
 
 

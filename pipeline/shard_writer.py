@@ -116,12 +116,10 @@ def write_shard(
         _record_writer(config.format, stream) as writer,
     ):
         where = resolve_image_path(config.image_root, kept[0][2]) if kept else ""
-        threads = read_threads(where)
         reads = read_ahead(
             kept,
             lambda e: read_image(config.image_root, e[2], config.allow_outside_root),
-            threads=threads,
-            window=2 * threads,
+            threads=read_threads(where),
         )
         for (_, line, path, label), data in reads:
             try:

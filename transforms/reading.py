@@ -42,7 +42,6 @@ __all__ = [
 
 # Enough requests in flight to hide GCS per-object latency (~20-50 ms) behind decoding.
 READ_THREADS = 8
-READ_WINDOW = 16
 # Local (or mounted) files: two reads in flight still hide a spinning disk's seek behind a
 # decode, and fewer idle threads contend less for the GIL with the writer: a 12,000-photo
 # run with worker processes took a median 42.0 s with 2 threads vs 43.8 s with 8 (5 runs
@@ -162,13 +161,15 @@ def read_threads(path: str) -> int:
 
 
 def read_ahead(
-    items: Iterable, read_item, threads: int = READ_THREADS, window: int = READ_WINDOW
+    items: Iterable, read_item, threads: int = READ_THREADS, window: int | None = None
 ) -> Iterator[tuple[object, bytes | ReadFailed]]:
-    """Yields (item, bytes or ReadFailed) in the order of `items`, reading ahead.
+    """Yields (item, bytes or ReadFailed) in the order of `items`, reading up to `window`
+    items ahead (by default twice the threads).
 
     `read_item(item)` returns the bytes or raises ReadFailed; any other exception stops the
     iteration there, and the reads not yet started are dropped rather than waited for.
     """
+    window = window or 2 * threads
     pool = concurrent.futures.ThreadPoolExecutor(threads)
     try:
         pending: collections.deque = collections.deque()
