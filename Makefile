@@ -13,6 +13,13 @@ SIMD_VENV ?= .venv-simd
 SIMD_CC ?= cc -mavx2
 # make train: the demo shards by default; e.g. make train DATA=gs://bucket/imagenet EPOCHS=90 \
 #   IMAGE_SIZE=224 ALPHA=1.0 BATCH_SIZE=256 LR=0.1 WARMUP_EPOCHS=5 MODEL_DIR=gs://bucket/runs/m
+# Flink: a job server jar (Beam's runner jars are not served here; see deploy/README.md) turns
+# on the tests that run the job on a real cluster, with the SDK side at the jar's Beam version
+# in a venv of its own (.venv-flink: Beam, imgshard, no TensorFlow).
+IMGSHARD_FLINK_JOB_SERVER_JAR ?=
+FLINK_BEAM_VERSION ?= $(shell echo "$(notdir $(IMGSHARD_FLINK_JOB_SERVER_JAR))" | \
+  sed -n 's/.*-\([0-9][0-9]*\.[0-9][0-9]*\.[0-9][0-9]*\)[^0-9]*\.jar$$/\1/p')
+FLINK_VENV ?= .venv-flink
 DATA ?= $(DEMO_OUT)
 MODEL_DIR ?= out/train
 MODEL ?= mobilenet
@@ -28,7 +35,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 .DEFAULT_GOAL := help
 
-.PHONY: help install install-dev install-simd uninstall-simd simd-venv demo repro train bench bench-resume bench-input bench-image bench-train flink-up flink-down test lint format clean
+.PHONY: help install install-dev install-simd uninstall-simd simd-venv flink-venv demo repro train bench bench-resume bench-input bench-image bench-train flink-up flink-down test lint format clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -84,6 +91,18 @@ $(SIMD_VENV)/.installed: pyproject.toml
 	$(SIMD_VENV)/bin/python -m pip --disable-pip-version-check -q install --no-deps -e .
 	@touch $@
 
+# The Beam version is in the stamp's name: another jar's version builds the venv anew.
+$(FLINK_VENV)/.beam-$(FLINK_BEAM_VERSION): pyproject.toml
+	@[ -n "$(FLINK_BEAM_VERSION)" ] || { echo "make flink-venv: set IMGSHARD_FLINK_JOB_SERVER_JAR to a beam-runners-flink-*-job-server-X.Y.Z.jar" >&2; exit 1; }
+	rm -rf $(FLINK_VENV) && $(PYTHON) -m venv $(FLINK_VENV)
+	$(FLINK_VENV)/bin/python -m pip --disable-pip-version-check -q install \
+	  "apache-beam[gcp]==$(FLINK_BEAM_VERSION)" \
+	  $$(sed -n '/^dependencies = \[/,/^\]/p' pyproject.toml | grep -o '"[a-z][^"]*"' | grep -v apache-beam | tr -d '"')
+	$(FLINK_VENV)/bin/python -m pip --disable-pip-version-check -q install --no-deps -e .
+	@touch $@
+
+flink-venv: $(FLINK_VENV)/.beam-$(FLINK_BEAM_VERSION) ## the SDK side at a job server's Beam version (IMGSHARD_FLINK_JOB_SERVER_JAR=...; make test builds it when set)
+
 simd-venv: $(SIMD_VENV)/.installed ## the small pillow-simd venv the tests compare Pillow with (make test builds it when it can)
 
 demo: install ## convert the embedded demo dataset (class-sorted digits) into shuffled shards, audit them
@@ -134,6 +153,8 @@ flink-down: ## stop the cluster of make flink-up
 test: install-dev ## run the test suite (hermetic; no network)
 	@grep -qw avx2 /proc/cpuinfo && $(MAKE) --no-print-directory simd-venv \
 	  || echo "make test: no pillow-simd venv here (no AVX2 or no compiler): tests/test_simd.py skips"
+	@if [ -n "$(IMGSHARD_FLINK_JOB_SERVER_JAR)" ]; then $(MAKE) --no-print-directory flink-venv; \
+	  else echo "make test: no IMGSHARD_FLINK_JOB_SERVER_JAR: the tests that run the job on Flink skip"; fi
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install-dev ## check style (ruff)

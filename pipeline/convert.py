@@ -168,7 +168,12 @@ def _counters(result) -> dict[str, int]:
 
 
 def _raise_explained(
-    failed: Exception, argv: list[str], config: ConvertConfig, fingerprint: str, exits: list[int]
+    failed: Exception,
+    argv: list[str],
+    config: ConvertConfig,
+    fingerprint: str,
+    exits: list[int],
+    remote_runner: str | None,
 ) -> None:
     """Raises one clear ConversionError for a failure we understand (pipeline/job_failure.py);
     returns for any other, which then surfaces as the runner reported it."""
@@ -178,7 +183,7 @@ def _raise_explained(
         names = []
     parsed = parse_shard_name(names[0]) if names else None
     total = parsed.num_shards if parsed else None
-    message = explain_failure(failed, argv, exits, (len(names), total))
+    message = explain_failure(failed, argv, exits, (len(names), total), remote_runner)
     if message is None:
         return
     _LOG.debug("the runner reported:", exc_info=failed)
@@ -283,7 +288,9 @@ def run(argv: list[str] | None = None) -> ConvertResult:
             result = pipeline.run()
             result.wait_until_finish()
         except Exception as failed:
-            _raise_explained(failed, argv or [], config, fingerprint, deaths.return_codes)
+            runner = runner_name(options)
+            remote = None if runner in LOCAL_RUNNERS else runner
+            _raise_explained(failed, argv or [], config, fingerprint, deaths.return_codes, remote)
             raise
     seconds = time.time() - started
     meta = metadata.load_metadata(config.output)

@@ -9,6 +9,9 @@ exception itself (in-process runs); both are recognised here:
   "Channel closed prematurely" in the driver, plus the worker's return code on a background
   thread. `WorkerDeaths` records that code, and the message says how it died, what is safe
   on disk and the exact command that finishes the run.
+- A job that failed on a remote runner (Flink, Dataflow, a portable job service), whatever
+  the cause: a lost TaskManager whose slots never came back, its restarts used up. The
+  message gives the runner's first line, what is safe on disk and the command with --resume.
 """
 
 from __future__ import annotations
@@ -100,11 +103,19 @@ def stopping_message(error: BaseException) -> str | None:
     return found.group(1) if found else None
 
 
+def _first_line(error: BaseException, limit: int = 400) -> str:
+    details = getattr(error, "details", None)  # a gRPC error's own text is its details()
+    text = details() if callable(details) else str(error)
+    line = (text or "").strip().split("\n")[0] or type(error).__name__
+    return line if len(line) <= limit else line[:limit] + " ..."
+
+
 def explain_failure(
     error: BaseException,
     argv: list[str],
     worker_exit_codes: list[int],
     journaled: tuple[int, int | None],
+    remote_runner: str | None = None,
 ) -> str | None:
     """The message for a failed job, or None when it is not one we can explain.
 
@@ -112,10 +123,20 @@ def explain_failure(
       argv: the flags the user gave `imgshard convert`.
       worker_exit_codes: return codes of local worker processes that died (WorkerDeaths).
       journaled: (shards complete and journaled, the run's shard count or None).
+      remote_runner: the runner's name when the job ran elsewhere (None: a local run).
     """
     message = stopping_message(error)
     if message is not None:
         return message
+    done, total = journaled
+    shards = f"{done} of {total}" if total else f"{done}"
+    safe = f"Nothing written is lost: {shards} shards are complete and journaled."
+    if remote_runner:
+        return (
+            f"the job failed on {remote_runner}: {_first_line(error)}\n{safe} When the cluster "
+            f"is whole again, finish the run with the same command plus --resume:\n"
+            f"  {resume_command(argv)}"
+        )
     if not worker_exit_codes and _CHANNEL_CLOSED not in str(error):
         return None
     how = (
@@ -123,11 +144,9 @@ def explain_failure(
         if worker_exit_codes
         else "stopped answering (its connection closed)"
     )
-    done, total = journaled
-    shards = f"{done} of {total}" if total else f"{done}"
     return (
-        f"a local worker process {how}, so the run stopped. Nothing written is lost: {shards} "
-        f"shards are complete and journaled. Finish the run with:\n  {resume_command(argv)}"
+        f"a local worker process {how}, so the run stopped. {safe} "
+        f"Finish the run with:\n  {resume_command(argv)}"
         + (
             "\n(to use less memory: fewer worker processes, e.g. --direct_num_workers=1)"
             if worker_exit_codes and worker_exit_codes[0] in (-9, 137)

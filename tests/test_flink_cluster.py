@@ -1,16 +1,17 @@
 """A real Flink session cluster from deploy/flink/local-cluster.sh, and submit.sh against it.
 
-What runs for real: a JobManager and two TaskManagers as separate JVMs on loopback, a Beam
-worker pool beside them, and submit.sh deriving the runner flags from the cluster's REST API.
-What cannot run here: a Beam job on it. Beam's Flink job server
-(org.apache.beam:beam-runners-flink-1.20-job-server) is not served by the Maven Central this
-machine reaches, for any Beam version (deploy/README.md), so submission stops at PRINT_ONLY.
+What runs here for real, with or without a job server: a JobManager and two TaskManagers as
+separate JVMs on loopback, each TaskManager under a supervisor that starts it again when it
+dies, and submit.sh deriving the runner flags from the cluster's REST API (PRINT_ONLY). The
+job itself runs on such a cluster in tests/test_flink_job.py, when a job server jar is at hand.
 """
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 import urllib.request
 
 import pytest
@@ -78,6 +79,8 @@ def test_the_cluster_is_a_jobmanager_and_two_taskmanager_processes(cluster):
     ]:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             assert main_class.encode() in f.read()
+    # the supervisors' record of their TaskManagers is Flink's own
+    assert sorted(pids["taskmanager-1.pid"] + pids["taskmanager-2.pid"]) == sorted(taskmanagers)
     # every TaskManager listens on loopback only
     for manager in _rest(address, "/taskmanagers")["taskmanagers"]:
         assert manager["id"].startswith("127.0.0.1:")
@@ -85,9 +88,10 @@ def test_the_cluster_is_a_jobmanager_and_two_taskmanager_processes(cluster):
 
 @pytest.mark.slow
 def test_submit_takes_the_flink_version_and_parallelism_from_the_cluster(cluster):
-    cluster_dir, env, _ = cluster
+    cluster_dir, env, printed_by_up = cluster
     address = (cluster_dir / "address").read_text().strip()
-    pool = (cluster_dir / "worker-pool").read_text().strip()
+    environment = (cluster_dir / "environment").read_text().strip()
+    assert "imgshard-sdk-worker" in json.loads(environment)["command"]
     printed = _script(
         SUBMIT,
         "--input",
@@ -97,8 +101,8 @@ def test_submit_takes_the_flink_version_and_parallelism_from_the_cluster(cluster
         env={
             **env,
             "FLINK_MASTER": address,
-            "ENVIRONMENT": "EXTERNAL",
-            "ENVIRONMENT_CONFIG": pool,
+            "ENVIRONMENT": "PROCESS",
+            "ENVIRONMENT_CONFIG": environment,
             "PRINT_ONLY": "1",
         },
     )
@@ -107,7 +111,8 @@ def test_submit_takes_the_flink_version_and_parallelism_from_the_cluster(cluster
     assert command[command.index("--flink_version") + 1] == "1.20"  # Beam's default: 2.2
     assert command[command.index("--parallelism") + 1] == "4"  # the cluster's slots
     assert command[command.index("--flink_master") + 1] == address
-    assert command[command.index("--environment_config") + 1] == pool
+    assert command[command.index("--environment_type") + 1] == "PROCESS"
+    assert f"ENVIRONMENT_CONFIG='{environment}'" in printed_by_up
     # the imgshard flags come first, unchanged
     assert command[:5] == ["imgshard", "convert", "--input", "gs://b/train.txt", "--output"]
 
@@ -124,6 +129,46 @@ def test_submit_refuses_workers_without_imgshard_and_an_unreachable_cluster(clus
     assert "Traceback" not in gone.stderr
 
 
+def _wait_for(predicate, seconds: float):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(1)
+    return False
+
+
+@pytest.mark.slow
+def test_a_killed_taskmanager_is_started_again(cluster):
+    """As Kubernetes restarts a pod: the supervisor starts a new JVM, which registers again."""
+    cluster_dir, _, _ = cluster
+    address = (cluster_dir / "address").read_text().strip()
+    pid_file = cluster_dir / "pids" / "taskmanager-1.pid"
+    killed = int(pid_file.read_text())
+    before = {m["id"] for m in _rest(address, "/taskmanagers")["taskmanagers"]}
+    os.kill(killed, signal.SIGKILL)
+    assert _wait_for(lambda: int(pid_file.read_text()) != killed, 30)
+    replacement = int(pid_file.read_text())
+    assert not _alive(killed)
+
+    def runs_a_taskmanager():  # the start script execs the JVM in place: the same pid
+        with open(f"/proc/{replacement}/cmdline", "rb") as f:
+            return b"TaskManagerRunner" in f.read()
+
+    assert _wait_for(runs_a_taskmanager, 30)
+
+    def registered():
+        managers = _rest(address, "/taskmanagers")["taskmanagers"]
+        return len(managers) == 2 and {m["id"] for m in managers} != before
+
+    # the lost one is declared dead after the heartbeat timeout (20 s), the new one registers
+    assert _wait_for(registered, 90), _rest(address, "/taskmanagers")
+    assert (
+        "TaskManager 1 exited; starting it again"
+        in (cluster_dir / "log" / "supervisor.log").read_text()
+    )
+
+
 @pytest.mark.slow
 def test_down_stops_every_process_it_started(tmp_path_factory):
     """A second, one-TaskManager cluster of its own, brought down inside the test."""
@@ -133,7 +178,8 @@ def test_down_stops_every_process_it_started(tmp_path_factory):
     started = [pid for pids in _pids(cluster_dir).values() for pid in pids]
     try:
         assert up.returncode == 0, up.stderr[-3000:]
-        assert len(started) == 3 and all(map(_alive, started))  # JM, TM, worker pool
+        # JM, TM (Flink's pid file and the supervisor's), the supervisor
+        assert len(set(started)) == 3 and all(map(_alive, started))
         again = _script(CLUSTER, "up", env=env)
         assert again.returncode == 1 and "already up" in again.stderr
     finally:

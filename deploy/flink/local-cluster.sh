@@ -2,7 +2,7 @@
 # A real Flink session cluster on this machine: one JobManager and N TaskManagers, each its own
 # JVM process, listening on loopback only.
 #
-#   deploy/flink/local-cluster.sh up [--taskmanagers N] [--slots S]   # prints the REST address
+#   deploy/flink/local-cluster.sh up [--taskmanagers N] [--slots S]   # prints the submit command
 #   deploy/flink/local-cluster.sh status
 #   deploy/flink/local-cluster.sh down
 #
@@ -10,13 +10,19 @@
 # it: bin/ with bash-java-utils.jar, conf/, lib/flink-dist-*.jar, opt/, plugins/), downloaded once with `pip download`
 # and unpacked into $FLINK_CACHE. It is never pip-installed: PyFlink pins apache-beam<2.49.
 #
-# Beside the TaskManagers it starts a Beam worker pool (the SDK workers of `--environment_type
-# EXTERNAL`) with $PYTHON, which must have imgshard installed: the Python side of a Beam job.
+# The Python side of a Beam job runs in SDK workers that each TaskManager starts itself
+# (`--environment_type PROCESS`) with imgshard-sdk-worker from $PYTHON's environment: a
+# TaskManager's workers are its own and die with it. (One EXTERNAL worker pool shared by the
+# TaskManagers does not work: their worker ids collide in it, see pipeline/sdk_worker.py.)
+#
+# Each TaskManager runs under a supervisor that starts it again when it dies, as Kubernetes
+# restarts a pod: a TaskManager killed mid-job comes back, and Flink's restart strategy
+# reruns the failed tasks on it.
 #
 # Settings (environment): FLINK_VERSION (1.20.5); FLINK_CACHE (.cache/flink under the project);
 #   CLUSTER_DIR (.cache/flink/cluster: configuration, logs, pid files and the address of the
-#   running cluster); PYTHON (the project's .venv/bin/python: pip, the REST checks and the
-#   worker pool); START_SECONDS (120).
+#   running cluster); PYTHON (the project's .venv/bin/python: pip, the REST checks, and the
+#   SDK workers, so its Beam must be the job server's version); START_SECONDS (120).
 set -euo pipefail
 here="$(cd "$(dirname "$0")/../.." && pwd)"
 FLINK_VERSION="${FLINK_VERSION:-1.20.5}"
@@ -67,23 +73,38 @@ jobmanager:
       size: 1024m
   execution:
     failover-strategy: region
+# Network memory: every exchange of the job (the index's shuffles, GroupByShard, the side
+# inputs every writer and Finalize read) gives each consuming subtask 2 buffers per upstream
+# channel plus 8 floating ones, and a slot runs a whole region of such subtasks at once. At
+# parallelism 4 one region asked for 512 buffers (32 KiB each) while Flink's default, 10% of
+# a 1536m TaskManager, had 389 left ("Insufficient number of network buffers"). 320 MB is
+# 10,240 buffers a TaskManager: room for 2 slots x several regions, and for parallelism 8.
 taskmanager:
   bind-host: 127.0.0.1
   host: 127.0.0.1
   numberOfTaskSlots: $1
   memory:
     process:
-      size: 1536m
+      size: 2048m
+    network:
+      min: 320mb
+      max: 320mb
 rest:
   address: 127.0.0.1
   bind-address: 127.0.0.1
   port: $2
-# A lost TaskManager fails its tasks; the job restarts them from its last state, 3 times.
+# A lost TaskManager fails its tasks; the job restarts them, 3 times, once its supervisor
+# has started it again. If slots never come back (a host gone for good), a slot request
+# fails after 60 s instead of Flink's 5 minutes, so the job ends in a failure the driver
+# explains (and --resume finishes) rather than waiting on slots that do not exist.
 restart-strategy:
   type: fixed-delay
   fixed-delay:
     attempts: 3
-    delay: 5 s
+    delay: 10 s
+slot:
+  request:
+    timeout: 60000
 heartbeat:
   timeout: 20000
 EOF
@@ -128,36 +149,56 @@ up() {
   rest_port="$(free_port)"
   rpc_port="$(free_port)"
   write_config "$slots" "$rest_port" "$rpc_port"
+  rm -f "$CLUSTER_DIR/stopping"
   flink_env
   echo "127.0.0.1:$rest_port" >"$CLUSTER_DIR/address"
   "$FLINK_HOME/bin/jobmanager.sh" start >/dev/null
-  for _ in $(seq "$taskmanagers"); do
-    "$FLINK_HOME/bin/taskmanager.sh" start >/dev/null
+  local i
+  for i in $(seq "$taskmanagers"); do
+    supervise_taskmanager "$i"
   done
   wait_for_taskmanagers "$taskmanagers"
-  start_worker_pool
+  "$PYTHON" -c "import imgshard.pipeline" 2>/dev/null ||
+    echo "local-cluster.sh: warning: $PYTHON has no imgshard: its SDK workers cannot run a job" >&2
+  local worker
+  worker="$(dirname "$PYTHON")/imgshard-sdk-worker"
+  echo "{\"command\": \"$worker\"}" >"$CLUSTER_DIR/environment"
   echo "Flink $FLINK_VERSION session cluster: 1 JobManager + $taskmanagers TaskManagers x $slots slots"
   echo "web UI and REST: http://127.0.0.1:$rest_port"
-  echo "submit with: FLINK_MASTER=127.0.0.1:$rest_port ENVIRONMENT=EXTERNAL" \
-    "ENVIRONMENT_CONFIG=$(cat "$CLUSTER_DIR/worker-pool") deploy/flink/submit.sh ..."
+  echo "submit with: FLINK_MASTER=127.0.0.1:$rest_port ENVIRONMENT=PROCESS" \
+    "ENVIRONMENT_CONFIG='$(cat "$CLUSTER_DIR/environment")' deploy/flink/submit.sh ..."
 }
 
-start_worker_pool() {
-  "$PYTHON" -c "import imgshard.pipeline" 2>/dev/null ||
-    die "$PYTHON has no imgshard: the worker pool would not run the job (set PYTHON to the project's venv)"
-  local port
-  port="$(free_port)"
-  # Workers started by the pool run the `python` on PATH: this one's.
-  PATH="$(dirname "$PYTHON"):$PATH" nohup "$PYTHON" -m apache_beam.runners.worker.worker_pool_main \
-    --service_port="$port" >"$CLUSTER_DIR/log/worker-pool.log" 2>&1 &
-  echo $! >"$CLUSTER_DIR/pids/worker-pool.pid"
-  echo "127.0.0.1:$port" >"$CLUSTER_DIR/worker-pool"
+# One TaskManager in the foreground under a loop that starts it again when it dies, in a
+# session (process group) of its own: `down` ends the loop, the JVM and the SDK workers the
+# JVM started, even those a killed JVM left behind. taskmanager-N.pid holds the running JVM.
+supervise_taskmanager() {  # $1 = the TaskManager's number
+  local tm_pid="$CLUSTER_DIR/pids/taskmanager-$1.pid"
+  PATH="$(dirname "$PYTHON"):$PATH" setsid bash -c '
+    while [[ ! -f "$0/stopping" ]]; do
+      "$1/bin/taskmanager.sh" start-foreground >>"$0/log/taskmanager-$2.out" 2>&1 &
+      echo $! >"$3"
+      wait $!
+      [[ -f "$0/stopping" ]] || { echo "$(date -Is) TaskManager $2 exited; starting it again" >>"$0/log/supervisor.log"; sleep 2; }
+    done' "$CLUSTER_DIR" "$FLINK_HOME" "$1" "$tm_pid" </dev/null >/dev/null 2>&1 &
+  echo $! >"$CLUSTER_DIR/pids/supervisor-$1.pid"
 }
 
 down() {
   [[ -d "$CLUSTER_DIR/pids" ]] || return 0
   flink_env
+  touch "$CLUSTER_DIR/stopping"
   local pidfile pid
+  # Supervisors first (each with its process group: its TaskManager and SDK workers), then
+  # whatever else a pid file names (the JobManager, Flink's own TaskManager pid files).
+  for pidfile in "$CLUSTER_DIR/pids"/supervisor-*.pid; do
+    [[ -f "$pidfile" ]] || continue
+    pid="$(cat "$pidfile")"
+    kill -TERM -- "-$pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 -- "-$pid" 2>/dev/null || break; sleep 0.2; done
+    kill -KILL -- "-$pid" 2>/dev/null || true
+    rm -f "$pidfile"
+  done
   for pidfile in "$CLUSTER_DIR/pids"/*.pid; do
     [[ -f "$pidfile" ]] || continue
     while read -r pid; do
@@ -168,7 +209,7 @@ down() {
     done <"$pidfile"
     rm -f "$pidfile"
   done
-  rm -f "$CLUSTER_DIR/address" "$CLUSTER_DIR/worker-pool"
+  rm -f "$CLUSTER_DIR/address" "$CLUSTER_DIR/environment" "$CLUSTER_DIR/stopping"
   echo "Flink cluster stopped"
 }
 
