@@ -154,7 +154,8 @@ def _report(sizes, local, flink, jar) -> str:
         "parallelism 4, PROCESS workers; local: the default local mode. Medians of "
         f"{len(local[sizes[0]])} alternating runs.",
         "",
-        "| images | local s | Flink s | Flink / local | Flink: before the job s | Flink job s | tasks |",
+        "| images | local s | Flink s | Flink / local | Flink: before its job s | Flink job s "
+        "| tasks |",
         "|---|---|---|---|---|---|---|",
     ]
     for n, lm, fm in zip(sizes, local_medians, flink_medians, strict=True):
@@ -169,7 +170,8 @@ def _report(sizes, local, flink, jar) -> str:
         "| | local | Flink |",
         "|---|---|---|",
         f"| per-job overhead (intercept) | {local_fixed:.1f} s | {flink_fixed:.1f} s |",
-        f"| per-image rate (slope) | {1 / local_slope:.0f} images/s | {1 / flink_slope:.0f} images/s |",
+        f"| per-image rate (slope) | {1 / local_slope:.0f} images/s "
+        f"| {1 / flink_slope:.0f} images/s |",
         "",
         f"Longest vertices of a {sizes[-1]:,}-image Flink job (seconds, name):",
         "",
