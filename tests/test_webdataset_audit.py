@@ -173,3 +173,32 @@ def test_cls_outside_the_classes_of_dataset_json_fails(ours, tmp_path):
         f".cls values outside 0..{CLASSES - 2}: {CLASSES - 1}"
     ]
     assert report["verdict"] == "FAIL"
+
+
+def test_the_beam_scan_gives_the_in_process_report_and_finds_keys_repeated_across_shards(
+    ours, tmp_path
+):
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    repeated = tmp_path / "repeated"
+    shutil.copytree(ours, repeated)
+    for name in ("dataset.json", "_info.json", "train.wids.json"):
+        os.remove(repeated / name)
+    tars = sorted(p for p in os.listdir(repeated) if p.endswith(".tar"))
+    shutil.copy(repeated / tars[0], repeated / "train-99999.tar")  # every key a second time
+    local = audit(str(repeated), readers=READERS, batch_size=32)
+    work = tmp_path / "work"
+    work.mkdir()
+    beam = audit(
+        str(repeated),
+        readers=READERS,
+        batch_size=32,
+        pipeline_options=PipelineOptions(
+            ["--direct_num_workers=1", "--direct_running_mode=in_memory"]
+        ),
+        work_folder=str(work),
+    )
+    assert beam.report == local.report
+    first = json.loads((ours / "dataset.json").read_text())["shards"][0]["records"]
+    assert local.report["integrity"]["webdataset"]["duplicate_keys"] == first > 0
+    assert local.report["verdict"] == "FAIL"
