@@ -18,7 +18,13 @@ from imgshard.transforms.record_index import INDEX_SUFFIX
 from imgshard.transforms.records import REASONS, Rejection, ShardResult, SourceInfo
 from imgshard.transforms.shard_names import EXTENSIONS, shard_glob
 from imgshard.transforms.storage import TMP_MARKER, atomic_output, remove_tree
-from imgshard.transforms.webdataset_info import TIMM_INFO, timm_info, wids_index, wids_index_name
+from imgshard.transforms.webdataset_info import (
+    TIMM_INFO,
+    timm_info,
+    timm_split,
+    wids_index,
+    wids_index_name,
+)
 
 __all__ = [
     "DATASET_JSON",
@@ -176,7 +182,11 @@ def build_metadata(
         "settings": settings,
     }
     if meta["format"] == "webdataset":
-        meta["readers"] = {"timm_info": TIMM_INFO, "wids_index": wids_index_name(split)}
+        meta["readers"] = {
+            "timm_info": TIMM_INFO,
+            "wids_index": wids_index_name(split),
+            "timm_split": timm_split(split, num_shards, records),
+        }
     return meta
 
 

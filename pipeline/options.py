@@ -273,6 +273,12 @@ class ConvertConfig:
                 "--index-files is for TFRecord shards; ArrayRecord files hold their own index, "
                 "and WebDataset readers index tars themselves (_info.json gives the counts)"
             )
+        if self.format == "webdataset" and self.label_offset:
+            raise ValueError(
+                "--label-offset is for the TF-slim/TPU readers of TFRecords; PyTorch readers "
+                "(webdataset, timm) take .cls as the 0-based class index, so WebDataset "
+                "shards are written 0-based"
+            )
         if not self.split or "/" in self.split or self.split.startswith("."):
             raise ValueError(f"--split must be a plain file-name prefix, got {self.split!r}")
 

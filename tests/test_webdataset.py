@@ -153,7 +153,16 @@ def test_info_file_is_what_timms_wds_reader_reads(outputs):
     assert result.metadata["readers"] == {
         "timm_info": "_info.json",
         "wids_index": "train.wids.json",
+        "timm_split": "train-{00000..00002}-of-00003.tar|36",
     }
+    # timm's other form, for train.py's one --data-dir: 'tar' in split -> split('|') gives
+    # the count, and webdataset's expand_urls the files (joined with the root)
+    from webdataset.shardlists import expand_urls
+
+    pattern, count = f"{wds_out.name}/{result.metadata['readers']['timm_split']}".split("|")
+    assert int(count) == num_samples
+    expanded = [os.path.join(str(wds_out.parent), f) for f in expand_urls(pattern)]
+    assert expanded == tars(wds_out)
 
 
 def _wids_module(name):
@@ -223,9 +232,11 @@ def test_keys_are_unique_and_dot_free_whatever_the_file_names(tmp_path):
     assert writer.bytes == len(stream.getvalue()) and writer.records == 5
 
 
-def test_index_files_are_refused_with_webdataset(dataset, tmp_path):
+def test_index_files_and_one_based_labels_are_refused_with_webdataset(dataset, tmp_path):
     with pytest.raises(ValueError, match="--index-files is for TFRecord"):
         convert(dataset, tmp_path / "out", "--format", "webdataset", "--index-files")
+    with pytest.raises(ValueError, match="take .cls as the 0-based class index"):
+        convert(dataset, tmp_path / "out", "--format", "webdataset", "--label-offset", "1")
     assert not os.path.exists(tmp_path / "out")
 
 

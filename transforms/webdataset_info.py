@@ -10,14 +10,16 @@ the epoch length, which its training mode requires.
 (relative URLs are resolved against the index file's folder) and `nsamples`, which
 `wids.ShardListDataset("out/train.wids.json")` needs for random access.
 
-Both list the shards in name order, the order of dataset.json.
+Both list the shards in name order, the order of dataset.json. timm's train.py reads both
+splits from one --data-dir; for that, `timm_split` gives the split as a brace pattern with
+its sample count, which timm takes in place of a split name.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-__all__ = ["TIMM_INFO", "timm_info", "wids_index", "wids_index_name"]
+__all__ = ["TIMM_INFO", "timm_info", "timm_split", "wids_index", "wids_index_name"]
 
 TIMM_INFO = "_info.json"
 
@@ -40,6 +42,15 @@ def timm_info(split: str, shards: Sequence[Mapping], num_classes: int) -> dict:
             }
         },
     }
+
+
+def timm_split(split: str, num_shards: int, num_samples: int) -> str:
+    """The split as timm takes it in place of a split name: `train-{00000..01023}-of-01024.tar
+    |1281167`, the shard names brace-expanded and the sample count after `|`; no info file
+    needed. With one --data-dir holding the split folders (timm's train.py), prefix the
+    folder: `train/train-{...}.tar|...`."""
+    last = num_shards - 1
+    return f"{split}-{{00000..{last:05d}}}-of-{num_shards:05d}.tar|{num_samples}"
 
 
 def wids_index(split: str, shards: Sequence[Mapping]) -> dict:
