@@ -253,3 +253,18 @@ def test_boxes_go_into_the_json_member(tmp_path):
         ]
     assert metas[0]["boxes"] == [[0.1, 0.2, 0.5, 1.0]] and metas[1]["boxes"] == []
     assert (metas[0]["width"], metas[0]["height"], metas[0]["label"]) == (8, 4, 2)
+
+
+@pytest.mark.slow
+def test_two_worker_processes_write_the_same_bytes(dataset, outputs, tmp_path):
+    reference, _, _ = outputs
+    out = tmp_path / "procs"
+    convert(
+        dataset,
+        out,
+        *FLAGS,
+        "--format",
+        "webdataset",
+        runner=["--direct_num_workers=2", "--direct_running_mode=multi_processing"],
+    )
+    assert all_files(out) == all_files(reference)
