@@ -17,7 +17,7 @@ from imgshard.transforms.labels import Vocabulary
 from imgshard.transforms.record_index import INDEX_SUFFIX
 from imgshard.transforms.records import REASONS, Rejection, ShardResult, SourceInfo
 from imgshard.transforms.shard_names import EXTENSIONS, shard_glob
-from imgshard.transforms.storage import TMP_MARKER, atomic_output, remove_tree
+from imgshard.transforms.storage import TMP_MARKER, atomic_output, remove_files, remove_tree
 from imgshard.transforms.webdataset_info import (
     TIMM_INFO,
     timm_info,
@@ -34,6 +34,7 @@ __all__ = [
     "load_metadata",
     "output_files",
     "rejected_name",
+    "remove_reader_files",
     "remove_rejected_fragments",
     "remove_stale_files",
     "write_outputs",
@@ -235,6 +236,21 @@ def write_outputs(
     # dataset.json goes last: its presence means the output is complete.
     with atomic_output(FileSystems.join(output, DATASET_JSON)) as f:
         f.write(json.dumps(metadata, indent=1, ensure_ascii=False).encode("utf-8") + b"\n")
+
+
+def remove_reader_files(output: str, split: str) -> None:
+    """Before an --overwrite: the WebDataset readers' files of this split (they would describe
+    the old shards); an `_info.json` that lists other splits is not ours and stays."""
+    info_path = FileSystems.join(output, TIMM_INFO)
+    doomed = [FileSystems.join(output, wids_index_name(split))]
+    if FileSystems.exists(info_path):
+        try:
+            with FileSystems.open(info_path) as f:
+                if set(json.loads(f.read()).get("splits", {})) == {split}:
+                    doomed.append(info_path)
+        except (ValueError, AttributeError):
+            pass
+    remove_files(doomed)
 
 
 def remove_rejected_fragments(output: str, split: str) -> None:

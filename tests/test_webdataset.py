@@ -268,3 +268,18 @@ def test_two_worker_processes_write_the_same_bytes(dataset, outputs, tmp_path):
         runner=["--direct_num_workers=2", "--direct_running_mode=multi_processing"],
     )
     assert all_files(out) == all_files(reference)
+
+
+def test_overwriting_with_another_format_leaves_no_tars_nor_their_reader_files(dataset, tmp_path):
+    out = tmp_path / "out"
+    convert(dataset, out, *FLAGS, "--format", "webdataset")
+    (out / "other").mkdir()
+    convert(dataset, out, *FLAGS, "--overwrite")
+    left = sorted(n for n in os.listdir(out) if not n.startswith("."))
+    assert left == [
+        "dataset.json",
+        "labels.txt",
+        "other",
+        *[f"train-0000{i}-of-00003.tfrecord" for i in range(3)],
+        "train-rejected.jsonl",
+    ]
