@@ -283,3 +283,25 @@ def test_overwriting_with_another_format_leaves_no_tars_nor_their_reader_files(d
         *[f"train-0000{i}-of-00003.tfrecord" for i in range(3)],
         "train-rejected.jsonl",
     ]
+
+
+@pytest.mark.gcs
+def test_on_gcs_the_same_tars_and_reader_files_and_the_audit_passes(
+    gcs_bucket, dataset, outputs, tmp_path
+):
+    from helpers import read, upload
+    from imgshard.audit import audit, webdataset_readers
+
+    reference, _, _ = outputs
+    remote = f"gs://{gcs_bucket}/wds-images"
+    upload(os.path.dirname(dataset), remote)
+    out = f"gs://{gcs_bucket}/wds-out"
+    convert(f"{remote}/train.txt", out, *FLAGS, "--format", "webdataset")
+    for name in [*map(os.path.basename, tars(reference)), "_info.json", "train.wids.json"]:
+        assert read(f"{out}/{name}") == (reference / name).read_bytes()
+    report = audit(out, decode=True, readers=webdataset_readers(0)).report
+    assert report["verdict"] == "PASS", report["failures"]
+    assert report["integrity"]["webdataset"]["reader_files"]["checked"] == [
+        "_info.json",
+        "train.wids.json",
+    ]

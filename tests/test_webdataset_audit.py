@@ -62,6 +62,14 @@ def test_our_shards_pass_with_every_image_decoded(ours):
     assert report["integrity"]["dataset_json"]["mismatches"] == []
 
 
+def test_the_contact_sheet_reads_tars(ours, tmp_path):
+    from imgshard.audit.contact_sheet import draw_contact_sheet
+
+    cells = draw_contact_sheet(audit(str(ours)).shards, str(tmp_path / "sheet.png"), n=6)
+    assert [c.caption[1] for c in cells] == ["16x16"] * 6  # width and height from the .json
+    assert all(c.caption[0].startswith("n0000") for c in cells)  # class names from the .json
+
+
 def test_folder_order_shard_writer_output_fails(dataset, tmp_path):
     root = os.path.dirname(dataset)
     out = shard_writer_loop(root, str(tmp_path / "wds"), maxcount=50)
