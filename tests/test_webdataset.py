@@ -305,3 +305,11 @@ def test_on_gcs_the_same_tars_and_reader_files_and_the_audit_passes(
         "_info.json",
         "train.wids.json",
     ]
+
+
+def test_the_plan_names_the_tars_it_would_write(dataset, outputs, tmp_path):
+    _, result, _ = outputs
+    plan = convert(dataset, tmp_path / "plan", *FLAGS, "--format", "webdataset", "--plan").plan
+    assert [(s["name"], s["records"]) for s in plan["shards"]] == [
+        (s["name"], s["records"]) for s in result.metadata["shards"]
+    ]
