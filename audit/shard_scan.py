@@ -79,7 +79,8 @@ class ScanResult:
     label_codes: label value (int, or str for bytes labels) -> its code, in order of first
       appearance; `label_values` lists the values in code order.
     errors: (kind, shard, record index, detail), the first MAX_ERRORS_KEPT.
-    error_counts: errors by kind: "crc", "read", "parse", "label", "boxes", "decode".
+    error_counts: errors by kind: "crc", "read", "parse", "label", "boxes", "decode"; for
+      WebDataset tars also "tar" (framing), "sample" (members) and "key" (a key repeated).
     records_with_box_features: records with image/object/bbox/* features (maybe empty).
     records_with_boxes, boxes: records holding at least one box, and boxes in all.
     key_hashes: 64-bit hashes of the WebDataset sample keys, for the unique-key check.
