@@ -210,3 +210,19 @@ def test_the_beam_scan_gives_the_in_process_report_and_finds_keys_repeated_acros
     first = json.loads((ours / "dataset.json").read_text())["shards"][0]["records"]
     assert local.report["integrity"]["webdataset"]["duplicate_keys"] == first > 0
     assert local.report["verdict"] == "FAIL"
+
+
+def test_the_command_takes_the_buffer_sizes_and_gates_on_the_verdict(
+    ours, dataset, tmp_path, capsys
+):
+    from imgshard.audit import main
+
+    flags = ["--json", "--batch-size", "32", "--wds-buffer", "64", "--wds-shard-buffer", "4"]
+    assert main([str(ours), *flags]) == 0
+    view = json.loads(capsys.readouterr().out)["reader_order"]["webdataset"]
+    assert "(buffer 4)" in view["description"] and "sample buffer 64" in view["description"]
+    foreign = shard_writer_loop(os.path.dirname(dataset), str(tmp_path / "wds"), maxcount=50)
+    assert main([foreign, *flags]) == 1
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main([str(ours), "--wds-shard-buffer", "0"])
