@@ -313,3 +313,47 @@ def test_the_plan_names_the_tars_it_would_write(dataset, outputs, tmp_path):
     assert [(s["name"], s["records"]) for s in plan["shards"]] == [
         (s["name"], s["records"]) for s in result.metadata["shards"]
     ]
+
+
+def test_boxes_reach_the_json_member_and_the_audit_end_to_end(dataset, tmp_path):
+    import webdataset as wds
+
+    from helpers import write
+    from imgshard.audit import audit
+    from imgshard.transforms.example import decode_example
+
+    xml = tmp_path / "xml"
+    write(
+        str(xml / "n00000002_3.xml"),
+        b"<annotation><size><width>24</width><height>24</height></size><object><name>x</name>"
+        b"<bndbox><xmin>6</xmin><ymin>0</ymin><xmax>18</xmax><ymax>12</ymax></bndbox>"
+        b"</object></annotation>",
+    )
+    wds_out, tfr_out = tmp_path / "wds", tmp_path / "tfr"
+    convert(dataset, wds_out, *FLAGS, "--boxes", str(xml), "--format", "webdataset")
+    convert(dataset, tfr_out, *FLAGS, "--boxes", str(xml))
+    boxes = {}
+    for sample in wds.WebDataset(tars(wds_out), shardshuffle=False):
+        meta = json.loads(sample["json"])
+        boxes[meta["path"]] = meta["boxes"]
+    assert boxes.pop("n00000002/n00000002_3.JPEG") == [[0.25, 0.0, 0.75, 0.5]]
+    assert set(map(len, boxes.values())) == {0} and len(boxes) == 35
+    record = next(
+        decode_example(r)
+        for p in shard_files(str(tfr_out))
+        for r in iter_records(open(p, "rb"))
+        if decode_example(r)["image/filename"][0] == b"n00000002/n00000002_3.JPEG"
+    )
+    assert [record[f"image/object/bbox/{k}"][0] for k in ("xmin", "ymin", "xmax", "ymax")] == [
+        0.25,
+        0.0,
+        0.75,
+        0.5,
+    ]
+    report = audit(str(wds_out)).report
+    assert report["integrity"]["boxes"] == {
+        "records": 1,
+        "boxes": 1,
+        "records_with_box_features": 36,
+    }
+    assert report["verdict"] == "PASS", report["failures"]
