@@ -200,6 +200,10 @@ def test_bad_ground_truth_files_are_refused_with_their_line(download, train, tmp
         val_list(
             str(root / "val"), str(short), str(train), str(tmp_path / "v"), str(root / "meta.mat")
         )
+    odd = tmp_path / "odd.csv"
+    odd.write_text("ImageId,PredictionString\nILSVRC2012_val_00000001,n00000001 1 2 3\n")
+    with pytest.raises(ValLabelsError, match="odd.csv line 2: not 'synset xmin ymin xmax ymax'"):
+        val_list(str(root / "val"), str(odd), str(train), str(tmp_path / "v"))
     csv = tmp_path / "wrong.csv"
     csv.write_text("id,label\nILSVRC2012_val_00000001,n00000001\n")
     with pytest.raises(ValLabelsError, match="ImageId,PredictionString"):

@@ -93,8 +93,10 @@ def read_kaggle_csv(path: str) -> dict[str, str]:
         if not row or not "".join(row).strip():
             continue
         tokens = row[1].split() if len(row) > 1 else []
-        if not tokens or not _SYNSET.match(tokens[0]):
-            raise ValLabelsError(f"{path} line {number}: no synset first in {row!r}")
+        if not tokens or not _SYNSET.match(tokens[0]) or len(tokens) % 5:
+            raise ValLabelsError(
+                f"{path} line {number}: not 'synset xmin ymin xmax ymax' per object: {row!r}"
+            )
         classes = set(tokens[::5])
         if len(classes) > 1:
             raise ValLabelsError(f"{path} line {number}: objects of several classes: {classes}")
