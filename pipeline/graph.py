@@ -27,6 +27,7 @@ from apache_beam.pvalue import AsDict, AsList, AsSingleton, TaggedOutput
 from imgshard.pipeline import metadata
 from imgshard.pipeline.analysis import TRANSFORM_DIR
 from imgshard.pipeline.combiners import IndexSummary, SumLabelCounts
+from imgshard.pipeline.flatten import FlattenOwnInputs
 from imgshard.pipeline.options import ConvertConfig, writer_config
 from imgshard.pipeline.read_index import ReadIndex
 from imgshard.pipeline.seams import crash_point
@@ -202,7 +203,7 @@ def index_and_assign(
     entries = index.entries  # IndexEntry(line, path, label)
     totals = (
         (entries, index.rejected)
-        | "CollectInputs" >> beam.Flatten()
+        | "CollectInputs" >> FlattenOwnInputs()
         | "SummarizeIndex" >> beam.CombineGlobally(IndexSummary())
     )
     kind, uri = config.input_kind, config.input
@@ -283,7 +284,7 @@ def build_graph(
     every_shard = num_shards | "EveryShard" >> beam.FlatMap(lambda n: ((i, None) for i in range(n)))
     written = (
         (keyed, every_shard)
-        | "WithEveryShard" >> beam.Flatten()
+        | "WithEveryShard" >> FlattenOwnInputs()
         | "GroupByShard" >> beam.GroupByKey()
         | "WriteShard"
         >> beam.ParDo(
@@ -296,7 +297,7 @@ def build_graph(
     rejected.append(written[REJECTED])
     shard_rows = written.shards | "ShardRows" >> beam.Map(_shard_row)
     label_counts = written.shards | "SumLabelCounts" >> beam.CombineGlobally(SumLabelCounts())
-    all_rejected = rejected | "CollectRejected" >> beam.Flatten()
+    all_rejected = tuple(rejected) | "CollectRejected" >> FlattenOwnInputs()
     rejected_counts = (
         all_rejected
         | "RejectedReasons" >> beam.Map(lambda r: r.reason)
@@ -323,7 +324,7 @@ def build_graph(
         )
         done = (
             (written[WriteShard.SUMMARIES], class_rows)
-            | "WithClassSummaries" >> beam.Flatten()
+            | "WithClassSummaries" >> FlattenOwnInputs()
             | "AnalyzeImages"
             >> AnalyzeImages(
                 config.output, config.analyze_image_size, FileSystems.join(config.output, _TFT_TEMP)

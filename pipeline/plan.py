@@ -16,6 +16,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.pvalue import AsList, AsSingleton, TaggedOutput
 
+from imgshard.pipeline.flatten import FlattenOwnInputs
 from imgshard.pipeline.graph import index_and_assign
 from imgshard.pipeline.options import ConvertConfig
 from imgshard.transforms.labels import Vocabulary
@@ -72,7 +73,7 @@ def build_plan_graph(
     )
     planned = (
         (indexed.keyed, every_shard)
-        | "WithEveryShard" >> beam.Flatten()
+        | "WithEveryShard" >> FlattenOwnInputs()
         | "GroupByShard" >> beam.GroupByKey()
         | "PlanShard"
         >> beam.FlatMap(_plan_shard, AsSingleton(indexed.vocabulary)).with_outputs(
@@ -80,8 +81,8 @@ def build_plan_graph(
         )
     )
     reasons = (
-        [*indexed.rejected, planned[REJECTED]]
-        | "CollectRejected" >> beam.Flatten()
+        (*indexed.rejected, planned[REJECTED])
+        | "CollectRejected" >> FlattenOwnInputs()
         | "Reasons" >> beam.Map(lambda r: r.reason)
         | "CountReasons" >> beam.combiners.Count.PerElement()
     )

@@ -107,13 +107,13 @@ def test_remote_runners_refuse_local_paths(tmp_path):
         run(["--input", str(tmp_path / "train.txt"), "--output", "gs://b/out", *dataflow_flags()])
 
 
-def _serve(module: str, port_flag: str):
+def _serve(module: str, port_flag: str, *flags: str):
     """Starts a Beam service module on a free port; yields its address."""
     port = free_port()
     # workers started by a pool run the `python` on PATH: this venv's
     env = {**os.environ, "PATH": BIN + os.pathsep + os.environ.get("PATH", "")}
     server = subprocess.Popen(
-        [sys.executable, "-m", module, f"{port_flag}={port}"],
+        [sys.executable, "-m", module, f"{port_flag}={port}", *flags],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -136,17 +136,31 @@ def worker_pool():
     yield from _serve("apache_beam.runners.worker.worker_pool_main", "--service_port")
 
 
+@pytest.fixture(scope="module")
+def booting_worker_pool():
+    """A pool that starts each SDK worker through imgshard-sdk-worker, the boot command of
+    PROCESS workers on Flink (pipeline/sdk_worker.py): the runner's provision service, for
+    real, tells it the endpoints and options."""
+    yield from _serve(
+        "apache_beam.runners.worker.worker_pool_main",
+        "--service_port",
+        f"--container_executable={os.path.join(BIN, 'imgshard-sdk-worker')}",
+    )
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("environment", ["LOOPBACK", "EXTERNAL"])
+@pytest.mark.parametrize("environment", ["LOOPBACK", "EXTERNAL", "EXTERNAL-boot"])
 def test_portable_runner_writes_the_same_bytes_as_the_local_runner(
-    environment, job_service, worker_pool, tmp_path
+    environment, job_service, request, tmp_path
 ):
     list_path = sorted_dataset(str(tmp_path / "images"), classes=5, per_class=12)
     flags = ["--num-shards", "3", "--seed", "9"]
     run(["--input", list_path, "--output", str(tmp_path / "direct"), *flags, *IN_PROCESS])
-    workers = ["--environment_type", environment]
+    workers = ["--environment_type", environment.split("-")[0]]
     if environment == "EXTERNAL":
-        workers += ["--environment_config", worker_pool]
+        workers += ["--environment_config", request.getfixturevalue("worker_pool")]
+    elif environment == "EXTERNAL-boot":
+        workers += ["--environment_config", request.getfixturevalue("booting_worker_pool")]
     result = run(
         [
             "--input",
