@@ -4,7 +4,7 @@ shards. command.py is the CLI, run.py the audit itself (README's layout table ha
 from imgshard.audit.command import main
 from imgshard.audit.errors import AuditError
 from imgshard.audit.run import AuditResult, audit
-from imgshard.audit.verdict import THRESHOLDS, ReaderModel, default_readers
+from imgshard.audit.verdict import THRESHOLDS, ReaderModel, default_readers, webdataset_readers
 
 __all__ = [
     "THRESHOLDS",
@@ -14,4 +14,5 @@ __all__ = [
     "audit",
     "default_readers",
     "main",
+    "webdataset_readers",
 ]

@@ -13,7 +13,7 @@ import sys
 
 from imgshard.audit.errors import AuditError
 from imgshard.audit.run import audit
-from imgshard.audit.verdict import default_readers
+from imgshard.audit.verdict import default_readers, webdataset_readers
 from imgshard.pipeline.unknown_flags import check_unknown_flags
 
 __all__ = ["add_audit_arguments", "main"]
@@ -69,6 +69,20 @@ def add_audit_arguments(parser: argparse.ArgumentParser) -> None:
         default=0,
         help="sequential-reader view: shuffle buffer (default: 0.1%% of the "
         "records, at least one window)",
+    )
+    parser.add_argument(
+        "--wds-buffer",
+        type=int,
+        default=0,
+        help="WebDataset reader view: sample shuffle buffer (default: 0.1%% of the records, "
+        "at least one window)",
+    )
+    parser.add_argument(
+        "--wds-shard-buffer",
+        type=int,
+        default=100,
+        help="WebDataset reader view: shard-name shuffle buffer (default 100, what "
+        "shardshuffle=True means)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the simulated readers")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -162,6 +176,8 @@ def main(argv: list[str]) -> int:
         parser.error("--sheet-records needs --sheet FILE")
     if args.sheet_records is None:
         args.sheet_records = 48
+    if args.wds_shard_buffer < 1 or args.wds_buffer < 0:
+        parser.error("--wds-shard-buffer must be at least 1 and --wds-buffer at least 0")
     if args.sheet and args.sheet_records < 1:
         parser.error(f"--sheet-records must be at least 1, got {args.sheet_records}")
     try:  # before the scan, which may take long: a bad path fails now, not after it
@@ -178,6 +194,7 @@ def main(argv: list[str]) -> int:
         []
         if args.no_reader_order
         else default_readers(args.cycle_length, args.shuffle_buffer, args.sequential_buffer)
+        + webdataset_readers(args.wds_buffer, args.wds_shard_buffer)
     )
     work_folder, owned = None, False
     try:

@@ -14,9 +14,8 @@ from collections.abc import Sequence
 
 from PIL import Image, ImageDraw, ImageFont
 
-from imgshard.audit.example_proto import parse_example
-from imgshard.audit.shard_scan import iter_shard_records
-from imgshard.transforms.example import BOX_COORDINATES, ExampleDecodeError
+from imgshard.audit.shard_scan import iter_shard_features
+from imgshard.transforms.example import BOX_COORDINATES
 
 __all__ = ["Cell", "draw_contact_sheet", "sample_positions"]
 
@@ -99,12 +98,8 @@ def sampled_cells(
     for shard, indices in sorted(wanted.items()):
         path = shards[shard][0]
         remaining = set(indices)
-        for index, data in enumerate(iter_shard_records(path)):
-            if index in remaining:
-                try:
-                    features = parse_example(data)
-                except ExampleDecodeError:  # the audit reports it; drawn as a grey cell
-                    features = {}
+        for index, features in enumerate(iter_shard_features(path)):
+            if index in remaining:  # a record that does not parse ({}) is drawn as a grey cell
                 cells.append(Cell(path, index, features, label_key))
                 remaining.discard(index)
                 if not remaining:

@@ -30,6 +30,8 @@ def _integrity_lines(report: dict) -> list[str]:
         checked = "framing, CRC and Example parse checked"
         if report.get("format") == "array_record":
             checked = "ArrayRecord read and Example parse checked"
+        elif report.get("format") == "webdataset":
+            checked = "tar framing, samples (image, .cls, .json) and keys checked"
         if integrity.get("decoded"):
             checked += ", every image decoded to its recorded size"
         lines = [_line(True, "integrity", f"{report['records']:,} records: {checked}")]
@@ -51,6 +53,7 @@ def _integrity_lines(report: dict) -> list[str]:
             else f"{indexed['checked']:,} index files match their shards record for record"
         )
         lines.append(_line(not problems, "index files", text))
+    lines += _webdataset_lines(integrity.get("webdataset"))
     boxed = integrity.get("boxes")
     if boxed:
         ok = not integrity["errors"].get("boxes")
@@ -93,6 +96,27 @@ def _integrity_lines(report: dict) -> list[str]:
             for d in listed["duplicated"][:5]
         ]
         lines += [_line(None, "", f"not in the list: {p}") for p in listed["unexpected"][:5]]
+    return lines
+
+
+def _webdataset_lines(checks: dict | None) -> list[str]:
+    if not checks:
+        return []
+    lines = []
+    duplicates = checks["duplicate_keys"]
+    keys = f"{duplicates} samples repeat another's key" if duplicates else "unique across shards"
+    lines.append(_line(not duplicates, "keys", keys))
+    if checks["label_range"]:
+        lines.append(_line(False, ".cls", checks["label_range"][0]))
+    files = checks["reader_files"]
+    if files["checked"] or files["mismatches"]:
+        problems = files["mismatches"]
+        text = (
+            f"{len(problems)} differences, e.g. {problems[0]}"
+            if problems
+            else f"{' and '.join(files['checked'])}: sample counts match the tars"
+        )
+        lines.append(_line(not problems, "reader files", text))
     return lines
 
 

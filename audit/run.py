@@ -1,11 +1,12 @@
 """`imgshard audit`'s work: prove that shards are complete and well mixed, or show where they
 are not.
 
-Works on any TFRecord or ArrayRecord shards with the standard ImageNet schema (ours or
-another tool's), local or gs://. One streaming pass checks integrity and measures the raw
-order; the reader views compute from the labels read the exact order in which tf.data
-readers would yield the records (no second read, no TensorFlow). The verdict's thresholds are
-in verdict.py."""
+Works on any TFRecord or ArrayRecord shards with the standard ImageNet schema, and on
+WebDataset tars of `{key}.jpg` + `{key}.cls` (ours or another tool's), local or gs://. One
+streaming pass checks integrity and measures the raw order; the reader views compute from the
+labels read the exact order in which tf.data readers (for tars: WebDataset's and timm's)
+would yield the records (no second read, no TensorFlow). The verdict's thresholds are in
+verdict.py."""
 
 from __future__ import annotations
 
@@ -19,7 +20,12 @@ from imgshard.audit.accounting import RecordPaths
 from imgshard.audit.discovery import find_shards
 from imgshard.audit.integrity import check_index_files, check_list, compare_with_metadata
 from imgshard.audit.mixing import shard_skew, window_stats
-from imgshard.audit.shard_scan import ARRAY_RECORD_SUFFIX, log_progress, scan_shards
+from imgshard.audit.shard_scan import (
+    ARRAY_RECORD_SUFFIX,
+    WEBDATASET_SUFFIX,
+    log_progress,
+    scan_shards,
+)
 from imgshard.audit.verdict import (
     THRESHOLDS,
     ReaderModel,
@@ -29,8 +35,13 @@ from imgshard.audit.verdict import (
     window_view,
     worst_shards,
 )
+from imgshard.audit.webdataset_checks import (
+    check_label_range,
+    check_reader_files,
+    duplicate_keys,
+)
 
-__all__ = ["AuditResult", "audit"]
+__all__ = ["AuditResult", "audit", "shard_format"]
 
 _LOG = logging.getLogger("imgshard")
 
@@ -52,6 +63,12 @@ class AuditResult:
     @property
     def passed(self) -> bool:
         return self.report["verdict"] == "PASS"
+
+
+def shard_format(path: str) -> str:
+    if path.endswith(ARRAY_RECORD_SUFFIX):
+        return "array_record"
+    return "webdataset" if path.endswith(WEBDATASET_SUFFIX) else "tfrecord"
 
 
 def audit(
@@ -99,7 +116,7 @@ def audit(
     report: dict = {
         "target": target,
         "shards": len(paths),
-        "format": "array_record" if paths[0].endswith(ARRAY_RECORD_SUFFIX) else "tfrecord",
+        "format": shard_format(paths[0]),
         "records": records,
         "labels": len(scan.label_values),
         "thresholds": THRESHOLDS,
@@ -135,6 +152,8 @@ def audit(
             "boxes": scan.boxes,
             "records_with_box_features": scan.records_with_box_features,
         }
+    if report["format"] == "webdataset":
+        _check_webdataset(scan, folder, meta, integrity, failures)
     if list_file:
         integrity["list"] = listed
         if not integrity["list"]["ok"]:
@@ -153,7 +172,9 @@ def audit(
             report["raw_order"] = window_view(raw)
             judge(raw, "raw order", failures, check_max=True)
             report["reader_order"] = {}
-            if readers and report["format"] == "array_record":
+            wanted = "webdataset" if report["format"] == "webdataset" else "tfdata"
+            readers = [r for r in readers or [] if r.kind == wanted]
+            if report["format"] == "array_record":
                 readers = []
                 report["note"] = (
                     "reader views skipped: they replay tf.data's TFRecord readers; the raw "
@@ -191,3 +212,19 @@ def audit(
     report["verdict"] = "FAIL" if failures else "PASS"
     shards = [(s.path, s.records) for s in scan.shards]
     return AuditResult(report, histograms, scan.label_values, shards)
+
+
+def _check_webdataset(scan, folder: str, meta, integrity: dict, failures: list[str]) -> None:
+    """Unique keys, `.cls` in range, and the readers' info files (webdataset_checks.py)."""
+    duplicates = duplicate_keys(scan)
+    out_of_range = check_label_range(scan, meta)
+    readers = check_reader_files(scan, folder, meta)
+    integrity["webdataset"] = {
+        "duplicate_keys": duplicates,
+        "label_range": out_of_range,
+        "reader_files": readers,
+    }
+    if duplicates:
+        failures.append(f"integrity: {duplicates} samples repeat a key of another sample")
+    failures.extend(f"integrity: {problem}" for problem in out_of_range)
+    failures.extend(f"integrity: {problem}" for problem in readers["mismatches"])

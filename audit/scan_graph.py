@@ -56,6 +56,7 @@ class ScanShard(beam.DoFn):
             "labels": [values[code] for code in result.labels],
             "errors": result.errors,
             "paths": names or [],
+            "key_hashes": result.key_hashes.tolist(),
         }
         with atomic_output(FileSystems.join(self._folder, f"shard-{number:06d}.json")) as f:
             f.write(json.dumps(summary).encode("utf-8"))
@@ -158,6 +159,7 @@ def _merge(paths: list[str], folder: str, record_paths: RecordPaths | None) -> S
             shard_codes.append(code)
             shard.label_counts[value] += 1
         result.labels.extend(shard_codes)
+        result.key_hashes.extend(summary.get("key_hashes", ()))
         result.shards.append(shard)
         room = MAX_ERRORS_KEPT - len(result.errors)
         result.errors.extend(tuple(e) for e in summary["errors"][:room])

@@ -2,7 +2,9 @@
 
 TFRecord shards are read frame by frame (both CRCs checked) while the index a random-access
 reader would need is hashed on the way, so index files can be verified without a second
-pass; ArrayRecord shards (`*.array_record`) are read through the array-record package.
+pass; ArrayRecord shards (`*.array_record`) are read through the array-record package;
+WebDataset shards (`*.tar`) as a tar stream, their samples turned into the same features
+(audit/webdataset_samples.py).
 
 Memory grows with the number of records only by one small label code per record (the
 image/filename of each, when a list is to be checked, goes to disk: accounting.RecordPaths);
@@ -16,6 +18,7 @@ import functools
 import hashlib
 import io
 import logging
+import tarfile
 import time
 from array import array
 from collections.abc import Callable
@@ -27,18 +30,28 @@ from PIL import Image
 
 from imgshard.audit.accounting import RecordPaths
 from imgshard.audit.example_proto import parse_example
+from imgshard.audit.webdataset_samples import (
+    SampleProblem,
+    group_samples,
+    key_hash,
+    sample_features,
+)
 from imgshard.transforms.example import BOX_COORDINATES, ExampleDecodeError
 from imgshard.transforms.tfrecord import CorruptRecordError, iter_records
+from imgshard.transforms.webdataset_output import iter_tar_members
 
 ARRAY_RECORD_SUFFIX = ".array_record"
+WEBDATASET_SUFFIX = ".tar"
 _FRAME_OVERHEAD = 16  # TFRecord: 8 length + 4 length CRC + 4 data CRC bytes
 _CHUNK = 8 << 20
 
 __all__ = [
     "ARRAY_RECORD_SUFFIX",
+    "WEBDATASET_SUFFIX",
     "ScanResult",
     "ShardScan",
     "box_problem",
+    "iter_shard_features",
     "iter_shard_records",
     "scan_shards",
 ]
@@ -66,9 +79,11 @@ class ScanResult:
     label_codes: label value (int, or str for bytes labels) -> its code, in order of first
       appearance; `label_values` lists the values in code order.
     errors: (kind, shard, record index, detail), the first MAX_ERRORS_KEPT.
-    error_counts: errors by kind: "crc", "read", "parse", "label", "boxes", "decode".
+    error_counts: errors by kind: "crc", "read", "parse", "label", "boxes", "decode"; for
+      WebDataset tars also "tar" (framing), "sample" (members) and "key" (a key repeated).
     records_with_box_features: records with image/object/bbox/* features (maybe empty).
     records_with_boxes, boxes: records holding at least one box, and boxes in all.
+    key_hashes: 64-bit hashes of the WebDataset sample keys, for the unique-key check.
     """
 
     shards: list[ShardScan] = field(default_factory=list)
@@ -79,6 +94,7 @@ class ScanResult:
     records_with_box_features: int = 0
     records_with_boxes: int = 0
     boxes: int = 0
+    key_hashes: array = field(default_factory=lambda: array("Q"))
 
     @property
     def label_values(self) -> list:
@@ -127,12 +143,16 @@ def scan_shards(
     for shard_number, path in enumerate(paths):
         shard = ShardScan(path)
         result.shards.append(shard)
-        scan = _scan_array_record if path.endswith(ARRAY_RECORD_SUFFIX) else _scan_tfrecord
+        scan = _scan_tfrecord
+        if path.endswith(ARRAY_RECORD_SUFFIX):
+            scan = _scan_array_record
+        elif path.endswith(WEBDATASET_SUFFIX):
+            scan = _scan_webdataset
         scan(
             path,
             shard,
             functools.partial(
-                _scan_record,
+                _scan_features,
                 shard=shard,
                 result=result,
                 label_key=label_key,
@@ -156,7 +176,7 @@ def _scan_tfrecord(path: str, shard: ShardScan, on_record, result: ScanResult) -
                 size = len(data) + _FRAME_OVERHEAD
                 index_digest.update(f"{offset} {size}\n".encode("ascii"))
                 offset += size
-                on_record(data, index)
+                _parse_record(data, index, shard, result, on_record)
         except CorruptRecordError as e:
             result.error("crc", path, index + 1, str(e))
             while stream.read(_CHUNK):  # hash the rest, so sha256 describes the whole file
@@ -177,11 +197,38 @@ def _scan_array_record(path: str, shard: ShardScan, on_record, result: ScanResul
     index = -1
     try:
         for index, data in enumerate(read_array_records(path)):
-            on_record(data, index)
+            _parse_record(data, index, shard, result, on_record)
     except ImportError:
         raise
     except Exception as e:  # the reader raises on a damaged file (checksums, truncation)
         result.error("read", path, index + 1, f"{type(e).__name__}: {e}")
+
+
+def _scan_webdataset(path: str, shard: ShardScan, on_features, result: ScanResult) -> None:
+    digest = hashlib.sha256()
+    index = -1
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as raw:
+        stream = _HashingReader(raw, digest)
+        try:
+            for item in group_samples(iter_tar_members(stream)):
+                if isinstance(item, SampleProblem):
+                    result.error(item.kind, path, index + 1, str(item))
+                    continue
+                index += 1
+                key, sample = item
+                result.key_hashes.append(key_hash(key))
+                try:
+                    features = sample_features(key, sample)
+                except SampleProblem as problem:
+                    shard.records += 1
+                    result.error(problem.kind, path, index, f"{key}: {problem}")
+                    continue
+                on_features(features, index)
+        except tarfile.TarError as e:
+            result.error("tar", path, index + 1, f"{type(e).__name__}: {e}")
+        while stream.read(_CHUNK):  # hash the rest, so sha256 describes the whole file
+            pass
+    shard.bytes, shard.sha256 = stream.size, digest.hexdigest()
 
 
 def iter_shard_records(path: str):
@@ -193,6 +240,26 @@ def iter_shard_records(path: str):
         return
     with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
         yield from iter_records(f)
+
+
+def iter_shard_features(path: str):
+    """The features of every record (WebDataset: sample) of one shard, in order; {} for one
+    that does not parse (the audit's scan reports it)."""
+    if not path.endswith(WEBDATASET_SUFFIX):
+        for data in iter_shard_records(path):
+            try:
+                yield parse_example(data)
+            except ExampleDecodeError:
+                yield {}
+        return
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        for item in group_samples(iter_tar_members(f)):
+            if isinstance(item, SampleProblem):
+                continue
+            try:
+                yield sample_features(*item)
+            except SampleProblem:
+                yield {}
 
 
 def box_problem(features: dict) -> str | None:
@@ -212,13 +279,18 @@ def box_problem(features: dict) -> str | None:
     return None
 
 
-def _scan_record(data, index, shard, result, label_key, decode, record_paths) -> None:
-    shard.records += 1
+def _parse_record(data, index, shard, result, on_features) -> None:
     try:
         features = parse_example(data)
     except ExampleDecodeError as e:
+        shard.records += 1
         result.error("parse", shard.path, index, str(e))
         return
+    on_features(features, index)
+
+
+def _scan_features(features, index, shard, result, label_key, decode, record_paths) -> None:
+    shard.records += 1
     value = _first(features, label_key)
     if value is None:
         result.error("label", shard.path, index, f"no {label_key!r} feature")

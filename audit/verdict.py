@@ -7,12 +7,14 @@ PASS needs all of these (1.0 means "as good as an i.i.d. sample"):
   raw order        distinct labels per window >= 0.95 of i.i.d.;
                    largest count of one label per window <= 1.5x i.i.d.
   reader order     distinct labels per window >= 0.95 of i.i.d., for each reader modelled
+                   (tf.data's for TFRecord shards, WebDataset's and timm's for tars)
   per-shard skew   mean distance of shard label mixes from the global mix <= 1.5x that of
                    random shards of the same sizes
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +23,7 @@ from apache_beam.io.filesystems import FileSystems
 from imgshard.audit.mixing import WindowStats
 from imgshard.audit.reader_simulation import reader_order
 from imgshard.audit.shard_scan import ScanResult
+from imgshard.audit.webdataset_reader import webdataset_order
 
 __all__ = [
     "MIN_WINDOWS",
@@ -31,6 +34,7 @@ __all__ = [
     "judge",
     "reader_labels",
     "relative_buffer",
+    "webdataset_readers",
     "window_view",
     "worst_shards",
 ]
@@ -45,24 +49,37 @@ MIN_WINDOWS = 16  # below this many windows per view, the window shrinks
 
 @dataclass(frozen=True)
 class ReaderModel:
-    """A tf.data reader whose record order the audit computes (trainer/input_pipeline.py)."""
+    """A reader whose record order the audit computes: a tf.data reader
+    (trainer/input_pipeline.py) or, with kind "webdataset", WebDataset's
+    (audit/webdataset_reader.py).
+
+    Attributes:
+      interleave: False: files one after another (always so for WebDataset).
+      shuffle_buffer: the record (sample) buffer; 0: relative to the data, see
+        relative_buffer().
+      shard_buffer, initial: WebDataset only: the shard-name shuffle buffer, and the samples
+        the sample buffer holds before it yields (webdataset's `initial`).
+    """
 
     name: str
     description: str
-    interleave: bool  # False: files one after another
+    interleave: bool
     cycle_length: int
-    shuffle_buffer: int  # 0: relative to the data, see relative_buffer()
+    shuffle_buffer: int
+    kind: str = "tfdata"
+    shard_buffer: int = 0
+    initial: int = 0
 
     def resolved(self, records: int, window: int) -> ReaderModel:
         if self.shuffle_buffer:
             return self
         buffer = relative_buffer(records, window)
-        return ReaderModel(
-            self.name,
-            f"{self.description}, shuffle buffer {buffer:,}",
-            self.interleave,
-            self.cycle_length,
-            buffer,
+        return dataclasses.replace(
+            self,
+            description=f"{self.description}, sample buffer {buffer:,}"
+            if self.kind == "webdataset"
+            else f"{self.description}, shuffle buffer {buffer:,}",
+            shuffle_buffer=buffer,
         )
 
 
@@ -89,6 +106,37 @@ def default_readers(
             shuffle_buffer,
         ),
         ReaderModel("sequential", sequential, False, 1, sequential_buffer),
+    ]
+
+
+# timm's wds/ training reader (timm/data/readers/reader_wds.py): shard shuffle buffer 500,
+# sample buffer WDS_SHUFFLE_SIZE=8192 filled to WDS_INITIAL_SIZE=2048 before it yields.
+TIMM_SHARD_BUFFER, TIMM_SAMPLE_BUFFER, TIMM_SAMPLE_INITIAL = 500, 8192, 2048
+# webdataset's defaults: WebDataset(shardshuffle=True) means 100 shards; shuffle()'s initial.
+WDS_SHARD_BUFFER, WDS_INITIAL = 100, 100
+
+
+def webdataset_readers(sample_buffer: int, shard_buffer: int = WDS_SHARD_BUFFER):
+    """WebDataset's usual reader (sample_buffer 0: 0.1% of the records, at least one window)
+    and timm's."""
+    usual = f"webdataset: shard names shuffled (buffer {shard_buffer:,}), tars read in turn"
+    if sample_buffer:
+        usual += f", sample buffer {sample_buffer:,}"
+    return [
+        ReaderModel(
+            "webdataset", usual, False, 1, sample_buffer, "webdataset", shard_buffer, WDS_INITIAL
+        ),
+        ReaderModel(
+            "timm",
+            f"timm wds/ training reader: shard buffer {TIMM_SHARD_BUFFER}, sample buffer "
+            f"{TIMM_SAMPLE_BUFFER:,} (initial {TIMM_SAMPLE_INITIAL:,}), one loader worker",
+            False,
+            1,
+            TIMM_SAMPLE_BUFFER,
+            "webdataset",
+            TIMM_SHARD_BUFFER,
+            TIMM_SAMPLE_INITIAL,
+        ),
     ]
 
 
@@ -138,6 +186,17 @@ def reader_labels(scan: ScanResult, reader: ReaderModel, seed: int, limit: int) 
         labelled = sum(shard.label_counts.values())
         shards.append(scan.labels[start : start + labelled])
         start += labelled
+    if reader.kind == "webdataset":
+        order = webdataset_order(
+            shards,
+            shard_buffer=reader.shard_buffer,
+            shard_initial=min(WDS_INITIAL, reader.shard_buffer),
+            sample_buffer=reader.shuffle_buffer,
+            sample_initial=reader.initial,
+            seed=seed,
+            limit=limit,
+        )
+        return np.asarray(order, dtype=np.int64)
     order = reader_order(
         shards,
         interleave=reader.interleave,

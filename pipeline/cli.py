@@ -1,4 +1,5 @@
-"""The `imgshard` command: `imgshard convert ...`, `imgshard demo-data ...`."""
+"""The `imgshard` command: `imgshard convert ...`, `imgshard audit ...`, `imgshard val-list ...`,
+`imgshard demo-data ...`."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ __all__ = ["entry", "main"]
 _USAGE = """imgshard <command> [flags]
 
 commands:
-  convert     image list / CSV / class folders -> shuffled, resized TFRecord shards (Beam)
+  convert     image list / CSV / class folders -> shuffled, resized shards (Beam): TFRecord,
+              ArrayRecord or WebDataset
   audit       check shards (ours or any tool's): complete, intact and well mixed -> PASS/FAIL
+  val-list    the ILSVRC2012 validation folder + its labels as downloaded -> a list for convert
   demo-data   write the embedded demo dataset (scikit-learn digits) as image files + train.txt
 
 'imgshard <command> --help' for a command's flags.
@@ -85,7 +88,13 @@ def _audit(argv: list[str]) -> int:
     return audit_main(argv)
 
 
-COMMANDS = {"convert": _convert, "audit": _audit, "demo-data": _demo_data}
+def _val_list(argv: list[str]) -> int:
+    from imgshard.pipeline.val_list import main as val_list_main
+
+    return val_list_main(argv)
+
+
+COMMANDS = {"convert": _convert, "audit": _audit, "val-list": _val_list, "demo-data": _demo_data}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -125,6 +125,7 @@ def prepare_output(config: ConvertConfig, identity: dict) -> str:
     if existing:  # --overwrite
         _refuse_another_split(config)
         remove_files([FileSystems.join(config.output, metadata.DATASET_JSON)])
+        metadata.remove_reader_files(config.output, config.split)
         remove_tree(journal.journal_dir(config.output, config.split))
         metadata.remove_rejected_fragments(config.output, config.split)
     journal.write_run(config.output, config.split, identity)

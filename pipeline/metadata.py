@@ -17,7 +17,14 @@ from imgshard.transforms.labels import Vocabulary
 from imgshard.transforms.record_index import INDEX_SUFFIX
 from imgshard.transforms.records import REASONS, Rejection, ShardResult, SourceInfo
 from imgshard.transforms.shard_names import EXTENSIONS, shard_glob
-from imgshard.transforms.storage import TMP_MARKER, atomic_output, remove_tree
+from imgshard.transforms.storage import TMP_MARKER, atomic_output, remove_files, remove_tree
+from imgshard.transforms.webdataset_info import (
+    TIMM_INFO,
+    timm_info,
+    timm_split,
+    wids_index,
+    wids_index_name,
+)
 
 __all__ = [
     "DATASET_JSON",
@@ -27,6 +34,7 @@ __all__ = [
     "load_metadata",
     "output_files",
     "rejected_name",
+    "remove_reader_files",
     "remove_rejected_fragments",
     "remove_stale_files",
     "write_outputs",
@@ -59,6 +67,22 @@ BOX_SCHEMA = {
     "image/object/bbox/ymax": "float list",
     "image/object/bbox/label": "int64 list",
 }
+
+
+# --format webdataset: the members of each sample (transforms/webdataset_output.py).
+WEBDATASET_SCHEMA = {
+    "{key}.jpg": "bytes: the JPEG of image/encoded",
+    "{key}.cls": "text: image/class/label in decimal",
+    "{key}.json": "object: class, label, path, width, height",
+}
+WEBDATASET_BOXES = {"{key}.json boxes": "[[xmin, ymin, xmax, ymax], ...], normalized"}
+
+
+def _schema(settings: dict) -> dict:
+    boxes = bool(settings.get("boxes"))
+    if settings.get("format") == "webdataset":
+        return {**WEBDATASET_SCHEMA, **(WEBDATASET_BOXES if boxes else {})}
+    return {**RECORD_SCHEMA, **(BOX_SCHEMA if boxes else {})}
 
 
 def _shard_entry(s: ShardResult) -> dict:
@@ -130,7 +154,7 @@ def build_metadata(
             f"rejection reasons {unlisted} are missing from records.REASONS; add them there"
         )
     records = sum(s.records for s in shards)
-    return {
+    meta = {
         "format_version": FORMAT_VERSION,
         "tool": {"name": "imgshard", "version": version, "image_library": image_library()},
         "split": split,
@@ -141,7 +165,7 @@ def build_metadata(
         "bytes": sum(s.bytes for s in shards),
         "bytes_in": sum(s.bytes_in for s in shards),
         "format": settings.get("format", "tfrecord"),
-        "schema": {**RECORD_SCHEMA, **(BOX_SCHEMA if settings.get("boxes") else {})},
+        "schema": _schema(settings),
         "shards": [_shard_entry(s) for s in shards],
         "labels": {
             "kind": vocabulary.kind,
@@ -158,6 +182,24 @@ def build_metadata(
         "input": {"uri": source.uri, "kind": source.kind, "sha256": source.sha256},
         "settings": settings,
     }
+    if meta["format"] == "webdataset":
+        meta["readers"] = {
+            "timm_info": TIMM_INFO,
+            "wids_index": wids_index_name(split),
+            "timm_split": timm_split(split, num_shards, records),
+        }
+    return meta
+
+
+def _reader_files(metadata: dict) -> dict[str, dict]:
+    """The files PyTorch readers need beside WebDataset shards (transforms/webdataset_info.py)."""
+    if metadata["format"] != "webdataset":
+        return {}
+    split, shards = metadata["split"], metadata["shards"]
+    return {
+        TIMM_INFO: timm_info(split, shards, metadata["labels"]["num_classes"]),
+        wids_index_name(split): wids_index(split, shards),
+    }
 
 
 def write_outputs(
@@ -167,7 +209,8 @@ def write_outputs(
     vocabulary: Vocabulary,
     fragments: Iterable[int] | None = None,
 ) -> None:
-    """labels.txt, the rejected report (in list order) and, last, dataset.json.
+    """labels.txt, the rejected report (in list order), the readers' info files of WebDataset
+    shards and, last, dataset.json.
 
     Args:
       fragments: when given, the report is these fragments (write_rejected_fragment) joined
@@ -186,10 +229,28 @@ def write_outputs(
                 with FileSystems.open(path) as fragment:
                     while chunk := fragment.read(8 << 20):
                         f.write(chunk)
+    for name, content in _reader_files(metadata).items():
+        with atomic_output(FileSystems.join(output, name)) as f:
+            f.write(json.dumps(content, indent=1).encode("utf-8") + b"\n")
     crash_point("finalize_before_dataset_json")
     # dataset.json goes last: its presence means the output is complete.
     with atomic_output(FileSystems.join(output, DATASET_JSON)) as f:
         f.write(json.dumps(metadata, indent=1, ensure_ascii=False).encode("utf-8") + b"\n")
+
+
+def remove_reader_files(output: str, split: str) -> None:
+    """Before an --overwrite: the WebDataset readers' files of this split (they would describe
+    the old shards); an `_info.json` that lists other splits is not ours and stays."""
+    info_path = FileSystems.join(output, TIMM_INFO)
+    doomed = [FileSystems.join(output, wids_index_name(split))]
+    if FileSystems.exists(info_path):
+        try:
+            with FileSystems.open(info_path) as f:
+                if set(json.loads(f.read()).get("splits", {})) == {split}:
+                    doomed.append(info_path)
+        except (ValueError, AttributeError):
+            pass
+    remove_files(doomed)
 
 
 def remove_rejected_fragments(output: str, split: str) -> None:

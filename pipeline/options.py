@@ -135,7 +135,8 @@ class ConvertConfig:
         afresh into an empty output.
       analyze: compute dataset statistics with tf.Transform and write {output}/transform_fn.
       boxes: None: no box features.
-      format: "array_record" needs the array-record extra.
+      format: "array_record" needs the array-record extra; "webdataset" writes tars and
+        the readers' info files (transforms/webdataset_info.py).
     """
 
     input: str = setting(
@@ -220,7 +221,8 @@ class ConvertConfig:
         "tfrecord",
         choices=FORMATS,
         help="shard file format (default tfrecord; array_record needs the array-record "
-        "extra: `.venv/bin/pip install -e '.[array-record]'` in the clone)",
+        "extra: `.venv/bin/pip install -e '.[array-record]'` in the clone; webdataset: tar "
+        "files of {key}.jpg/.cls/.json for PyTorch readers)",
     )
 
     def __post_init__(self):
@@ -268,7 +270,14 @@ class ConvertConfig:
                 raise ValueError(f"--format array_record: {array_record_output.MISSING_PACKAGE}")
         if self.index_files and self.format != "tfrecord":
             raise ValueError(
-                "--index-files is for TFRecord shards; ArrayRecord files hold their own index"
+                "--index-files is for TFRecord shards; ArrayRecord files hold their own index, "
+                "and WebDataset readers index tars themselves (_info.json gives the counts)"
+            )
+        if self.format == "webdataset" and self.label_offset:
+            raise ValueError(
+                "--label-offset is for the TF-slim/TPU readers of TFRecords; PyTorch readers "
+                "(webdataset, timm) take .cls as the 0-based class index, so WebDataset "
+                "shards are written 0-based"
             )
         if not self.split or "/" in self.split or self.split.startswith("."):
             raise ValueError(f"--split must be a plain file-name prefix, got {self.split!r}")

@@ -52,7 +52,7 @@ def _write_plan(_, path, config, num_shards, shards, rejected, source, vocabular
         "rejected_by_reason": dict(sorted(rejected)),
         "shards": [
             {
-                "name": shard_name(config.split, i, num_shards),
+                "name": shard_name(config.split, i, num_shards, config.format),
                 "records": by_shard.get(i, (0, {}))[0],
                 "label_counts": by_shard.get(i, (0, {}))[1],
             }

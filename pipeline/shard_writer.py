@@ -15,12 +15,12 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from imgshard.audit.shard_scan import iter_shard_records
+from imgshard.audit.shard_scan import iter_shard_features
 from imgshard.pipeline import journal
 from imgshard.pipeline.analysis import image_summary
 from imgshard.pipeline.seams import crash_point
 from imgshard.transforms.boxes import Box, boxes_key, transform_boxes
-from imgshard.transforms.example import decode_example, image_example
+from imgshard.transforms.example import image_example
 from imgshard.transforms.image import ImageRejected, ImageSpec, process_image
 from imgshard.transforms.index import resolve_image_path
 from imgshard.transforms.labels import Vocabulary
@@ -31,6 +31,7 @@ from imgshard.transforms.shard_names import shard_name
 from imgshard.transforms.sharding import drop_duplicates
 from imgshard.transforms.storage import atomic_output
 from imgshard.transforms.tfrecord import TFRecordWriter
+from imgshard.transforms.webdataset_output import WebDatasetShardWriter, webdataset_sample
 
 __all__ = [
     "METRICS_NAMESPACE",
@@ -42,13 +43,21 @@ __all__ = [
 METRICS_NAMESPACE = "imgshard"
 
 
-def _record_writer(fmt: str, stream):
-    """A writer of serialized records onto the shard's stream, as a context manager."""
+def _record_writer(fmt: str, stream, shard: int):
+    """A writer of records onto the shard's stream, as a context manager."""
     if fmt == "array_record":
         from imgshard.transforms.array_record_output import ArrayRecordShardWriter
 
         return ArrayRecordShardWriter(stream)
+    if fmt == "webdataset":
+        return WebDatasetShardWriter(stream, shard)
     return contextlib.nullcontext(TFRecordWriter(stream))
+
+
+def _record_encoder(fmt: str):
+    """What the format's writer takes for one image: a serialized tf.train.Example, or a
+    WebDataset sample (both made from image_example's arguments)."""
+    return webdataset_sample if fmt == "webdataset" else image_example
 
 
 @dataclass(frozen=True)
@@ -69,7 +78,7 @@ class WriterConfig:
     resume: skip a shard whose journal entry is this run's and whose file still matches it.
     boxes: write image/object/bbox/* features (--boxes), from the boxes given to write_shard.
     index_files: write `{shard}.idx` beside each TFRecord shard, before the shard appears.
-    format: "tfrecord" or "array_record".
+    format: "tfrecord", "array_record" or "webdataset".
     """
 
     output: str
@@ -113,8 +122,9 @@ def write_shard(
     index = ("", 0, "")
     with (
         atomic_output(FileSystems.join(config.output, name)) as stream,
-        _record_writer(config.format, stream) as writer,
+        _record_writer(config.format, stream, shard) as writer,
     ):
+        encode = _record_encoder(config.format)
         where = resolve_image_path(config.image_root, kept[0][2]) if kept else ""
         reads = read_ahead(
             kept,
@@ -137,7 +147,7 @@ def write_shard(
                 image_boxes = transform_boxes(found, image.orientation, image.crop)
                 with_boxes += bool(image_boxes)
             writer.write(
-                image_example(
+                encode(
                     image.encoded,
                     image.height,
                     image.width,
@@ -188,8 +198,8 @@ def resume_shard(
         return None  # the shard is rewritten with its index: the same bytes again
     summaries = []
     if config.summaries:  # the analyzers need them again; the written pixels give them
-        for record in iter_shard_records(path):
-            summaries.append(image_summary(decode_example(record)["image/encoded"][0]))
+        for features in iter_shard_features(path):
+            summaries.append(image_summary(features["image/encoded"][0]))
     return result, rejections, summaries
 
 

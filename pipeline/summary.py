@@ -73,6 +73,13 @@ def format_summary(output: str, meta: dict, seconds: float, counters: dict[str, 
     if counters:
         shown = ", ".join(f"{k}={v:,}" for k, v in sorted(counters.items()))
         lines.append(f"  counters   {shown}")
+    readers = meta.get("readers")
+    if readers:
+        lines.append(
+            f"  readers    {readers['timm_info']} (timm), {readers['wids_index']} (wids); "
+            f"timm split from the parent folder: '{FileSystems.split(output)[1]}/"
+            f"{readers['timm_split']}'"
+        )
     lines += [f"  WARNING    {warning}" for warning in box_warnings(meta, counters)]
     lines.append(f"  metadata   {FileSystems.join(output, 'dataset.json')}")
     return "\n".join(lines)

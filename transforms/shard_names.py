@@ -20,7 +20,7 @@ __all__ = [
 ]
 
 # Shard file formats (--format) and their file-name extensions.
-EXTENSIONS = {"tfrecord": "tfrecord", "array_record": "array_record"}
+EXTENSIONS = {"tfrecord": "tfrecord", "array_record": "array_record", "webdataset": "tar"}
 # The numbers are written with five digits, and names must sort in shard order.
 MAX_SHARDS = 99_999
 
@@ -46,7 +46,7 @@ def shard_name(split: str, shard: int, num_shards: int, fmt: str = "tfrecord") -
 
 def shard_glob(split: str, fmt: str | None = None) -> str:
     """A FileSystems.match pattern for the shards of `split`: of one format, or with no
-    extension (`fmt=None`: both formats, and also their index and journal files)."""
+    extension (`fmt=None`: every format, and also their index and journal files)."""
     return f"{split}-*-of-*" + (f".{EXTENSIONS[fmt]}" if fmt else "")
 
 
