@@ -56,8 +56,23 @@ def local_seconds(list_path: str, image_root: str, output: str) -> float:
     return time.perf_counter() - started
 
 
+def sdk_worker_starts(log_dir: str) -> int:
+    """SDK workers started so far by the TaskManagers: each logs this line once, at its start."""
+    count = 0
+    for name in os.listdir(log_dir):
+        if "taskexecutor" in name and name.endswith(".log"):
+            with open(os.path.join(log_dir, name), errors="replace") as f:
+                count += sum(
+                    "sdk_worker_main" in line and "Logging handler created" in line for line in f
+                )
+    return count
+
+
 def flink_run(list_path: str, image_root: str, output: str, env: dict, address: str) -> dict:
-    """Wall seconds of the submit, and the Flink job's own timing from the REST API."""
+    """Wall seconds of the submit, the Flink job's own timing from the REST API, and the SDK
+    workers its TaskManagers started."""
+    log_dir = os.path.join(env["CLUSTER_DIR"], "log")
+    workers_before = sdk_worker_starts(log_dir)
     known = {j["jid"] for j in _rest(address, "/jobs/overview")["jobs"]}
     started_wall = time.time()
     started = time.perf_counter()
@@ -79,6 +94,7 @@ def flink_run(list_path: str, image_root: str, output: str, env: dict, address: 
         "job": job["duration"] / 1000,
         "tasks": job["tasks"]["total"],
         "vertices": vertices[:4],
+        "worker_starts": sdk_worker_starts(log_dir) - workers_before,
     }
 
 
@@ -155,15 +171,17 @@ def _report(sizes, local, flink, jar) -> str:
         f"{len(local[sizes[0]])} alternating runs.",
         "",
         "| images | local s | Flink s | Flink / local | Flink: before its job s | Flink job s "
-        "| tasks |",
-        "|---|---|---|---|---|---|---|",
+        "| tasks | SDK workers started |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for n, lm, fm in zip(sizes, local_medians, flink_medians, strict=True):
         before = statistics.median(r["before"] for r in flink[n])
         job = statistics.median(r["job"] for r in flink[n])
         tasks = flink[n][0]["tasks"]
+        starts = statistics.median(r["worker_starts"] for r in flink[n])
         lines.append(
-            f"| {n:,} | {lm:.1f} | {fm:.1f} | {fm / lm:.2f} | {before:.1f} | {job:.1f} | {tasks} |"
+            f"| {n:,} | {lm:.1f} | {fm:.1f} | {fm / lm:.2f} | {before:.1f} | {job:.1f} | {tasks} "
+            f"| {starts:.0f} |"
         )
     lines += [
         "",
