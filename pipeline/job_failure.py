@@ -10,8 +10,9 @@ exception itself (in-process runs); both are recognised here:
   thread. `WorkerDeaths` records that code, and the message says how it died, what is safe
   on disk and the exact command that finishes the run.
 - A job that failed on a remote runner (Flink, Dataflow, a portable job service), whatever
-  the cause: a lost TaskManager whose slots never came back, its restarts used up. The
-  message gives the runner's first line, what is safe on disk and the command with --resume.
+  the cause, e.g. a lost TaskManager whose slots never came back, its restarts used up: the
+  runner's first line, what is safe on disk and the command with --resume, instead of a
+  Java stack trace relayed through gRPC.
 """
 
 from __future__ import annotations
@@ -133,9 +134,9 @@ def explain_failure(
     safe = f"Nothing written is lost: {shards} shards are complete and journaled."
     if remote_runner:
         return (
-            f"the job failed on {remote_runner}: {_first_line(error)}\n{safe} When the cluster "
-            f"is whole again, finish the run with the same command plus --resume:\n"
-            f"  {resume_command(argv)}"
+            f"the job failed on {remote_runner}: {_first_line(error)}\n{safe} Once the cause is "
+            f"mended (a lost machine back, or a parallelism its slots can run), finish the run "
+            f"with the same command plus --resume:\n  {resume_command(argv)}"
         )
     if not worker_exit_codes and _CHANNEL_CLOSED not in str(error):
         return None

@@ -96,3 +96,22 @@ def test_the_resume_command_replaces_overwrite():
     assert resume_command(["--input", "a b.txt", "--output", "o", "--overwrite", "-x=1"]) == (
         "imgshard convert --input 'a b.txt' --output o -x=1 --resume"
     )
+
+
+def test_a_job_failed_on_a_remote_runner_gets_one_message_with_its_resume_command():
+    from imgshard.pipeline.job_failure import explain_failure
+
+    failed = RuntimeError(
+        "Pipeline BeamApp-root-1 failed in state FAILED: org.apache.flink.runtime.JobException: "
+        "Recovery is suppressed by FixedDelayRestartBackoffTimeStrategy\n\tat org.apache..."
+    )
+    argv = ["--input", "gs://b/l.txt", "--output", "gs://b/o", "--runner", "FlinkRunner"]
+    message = explain_failure(failed, argv, [], (5, 16), remote_runner="FlinkRunner")
+    assert message.startswith("the job failed on FlinkRunner: Pipeline BeamApp-root-1 failed")
+    assert "\tat org.apache" not in message  # the first line, not the Java trace
+    assert "5 of 16 shards are complete and journaled" in message
+    assert message.endswith(
+        "imgshard convert --input gs://b/l.txt --output gs://b/o --runner FlinkRunner --resume"
+    )
+    # a local run's unexplained failure is left as the runner reported it
+    assert explain_failure(failed, argv, [], (5, 16)) is None
