@@ -21,7 +21,7 @@ __all__ = [
     "WindowStats",
     "distinct_ratio",
     "expected_distinct",
-    "expected_max_count",
+    "iid_window_moments",
     "mean_distinct",
     "shard_skew",
     "window_stats",
@@ -61,10 +61,17 @@ class WindowStats(NamedTuple):
     max_count: np.ndarray  # records of the most frequent label in each window
     expected_distinct: float
     expected_max_count: float
+    distinct_sd: float = 0.0  # standard deviation of one i.i.d. window's distinct labels
 
     @property
     def distinct_ratio(self) -> float:
         return float(self.distinct.mean() / self.expected_distinct)
+
+    @property
+    def distinct_noise(self) -> float:
+        """Three standard errors of the mean distinct labels over this many i.i.d. windows:
+        a shortfall within it is what a perfect shuffle of so few records can show."""
+        return 3.0 * self.distinct_sd / max(1, len(self.distinct)) ** 0.5
 
     @property
     def max_count_ratio(self) -> float:
@@ -79,14 +86,16 @@ def _per_window(dense: np.ndarray, window: int, num_classes: int) -> tuple[np.nd
     return (counts > 0).sum(axis=1), counts.max(axis=1)
 
 
-def expected_max_count(
+def iid_window_moments(
     frequencies: np.ndarray, window: int, trials: int = 2000, seed: int = 0
-) -> float:
-    """Mean largest single-label count in an i.i.d. window (simulated)."""
+) -> tuple[float, float]:
+    """(mean largest single-label count, standard deviation of the distinct labels) of an
+    i.i.d. window (simulated)."""
     p = np.asarray(frequencies, dtype=float)
     p = p / p.sum()
     draws = np.random.default_rng(seed).choice(len(p), size=(trials, window), p=p)
-    return float(_per_window(draws.ravel(), window, len(p))[1].mean())
+    distinct, max_count = _per_window(draws.ravel(), window, len(p))
+    return float(max_count.mean()), float(distinct.std())
 
 
 def window_stats(
@@ -102,12 +111,14 @@ def window_stats(
     num_classes = int(dense.max()) + 1 if num_classes is None else num_classes
     frequencies = np.bincount(dense, minlength=num_classes)
     distinct, max_count = _per_window(dense, window, num_classes)
+    expected_max, distinct_sd = iid_window_moments(frequencies, window)
     return WindowStats(
         window,
         distinct,
         max_count,
         expected_distinct(frequencies, window),
-        expected_max_count(frequencies, window),
+        expected_max,
+        distinct_sd,
     )
 
 

@@ -148,19 +148,22 @@ def scan_shards(
             scan = _scan_array_record
         elif path.endswith(WEBDATASET_SUFFIX):
             scan = _scan_webdataset
-        scan(
-            path,
-            shard,
-            functools.partial(
-                _scan_features,
-                shard=shard,
-                result=result,
-                label_key=label_key,
-                decode=decode,
-                record_paths=record_paths,
-            ),
-            result,
-        )
+        if not FileSystems.exists(path):  # dataset.json names it, the folder lacks it
+            result.error("read", path, 0, "missing: dataset.json lists this shard")
+        else:
+            scan(
+                path,
+                shard,
+                functools.partial(
+                    _scan_features,
+                    shard=shard,
+                    result=result,
+                    label_key=label_key,
+                    decode=decode,
+                    record_paths=record_paths,
+                ),
+                result,
+            )
         if progress:
             progress(shard_number + 1, len(paths), len(result.labels))
     return result

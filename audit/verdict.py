@@ -158,16 +158,21 @@ def window_view(stats: WindowStats) -> dict:
         "mean_max_label_count": round(float(stats.max_count.mean()), 3),
         "expected_max_label_count": round(stats.expected_max_count, 3),
         "max_label_count_ratio": round(stats.max_count_ratio, 4),
+        "distinct_noise": round(stats.distinct_noise, 3),
         "distinct_per_window": stats.distinct.tolist(),
     }
 
 
 def judge(stats: WindowStats, view: str, failures: list[str], check_max: bool = False) -> None:
-    if stats.distinct_ratio < THRESHOLDS["min_distinct_ratio"]:
+    shortfall = stats.expected_distinct - stats.distinct.mean()
+    # Few windows are noisy: a perfect shuffle of 87 records dipped below the ratio in 4 of 10
+    # seeds. Below the ratio and beyond that noise both, or it is not a finding.
+    if stats.distinct_ratio < THRESHOLDS["min_distinct_ratio"] and shortfall > stats.distinct_noise:
         failures.append(
             f"{view}: {stats.distinct.mean():.1f} distinct labels per {stats.window}-record "
-            f"window vs {stats.expected_distinct:.1f} i.i.d. (ratio {stats.distinct_ratio:.2f} < "
-            f"{THRESHOLDS['min_distinct_ratio']})"
+            f"window vs {stats.expected_distinct:.1f} i.i.d. (ratio {stats.distinct_ratio:.3f} < "
+            f"{THRESHOLDS['min_distinct_ratio']}, beyond the {stats.distinct_noise:.2f} a "
+            f"shuffle of {len(stats.distinct)} windows can miss by)"
         )
     if check_max and stats.max_count_ratio > THRESHOLDS["max_label_count_ratio"]:
         failures.append(

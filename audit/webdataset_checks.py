@@ -46,13 +46,23 @@ def _load(path: str) -> dict | None:
         return json.loads(f.read())
 
 
-def _compare(kind: str, promised: dict[str, int], read: dict[str, int], total=None) -> list[str]:
+def _compare(
+    kind: str, promised: dict[str, int], read: dict[str, int], folder: str, total=None
+) -> list[str]:
+    """Both ways: every shard read is listed with its count, and every shard listed exists (a
+    reader would count its samples into the epoch, then fail to open it). A listed shard
+    that exists but was not read is left alone: the audit may be of a few shards only."""
     problems = []
     for name, count in read.items():
         if name not in promised:
             problems.append(f"{kind}: does not list {name}")
         elif promised[name] != count:
             problems.append(f"{kind}: {name} holds {count} samples, it says {promised[name]}")
+    for name in sorted(set(promised) - set(read)):
+        if not FileSystems.exists(FileSystems.join(folder, name)):
+            problems.append(
+                f"{kind}: lists {name} ({promised[name]} samples), which does not exist"
+            )
     if total is not None and total != sum(promised.values()):
         problems.append(f"{kind}: num_samples {total} is not the sum of its shard_lengths")
     return problems
@@ -63,8 +73,11 @@ def check_reader_files(scan: ScanResult, folder: str, meta: dict | None) -> dict
     shards) and the wids index (dataset.json's, else `*.wids.json` in the folder) when there."""
     read = {FileSystems.split(s.path)[1]: s.records for s in scan.shards}
     checked, problems = [], []
+    readers = (meta or {}).get("readers", {})
     try:
         info = _load(FileSystems.join(folder, TIMM_INFO))
+        if info is None and "timm_info" in readers:
+            problems.append(f"{TIMM_INFO}: missing (dataset.json names it)")
         if info is not None:
             checked.append(TIMM_INFO)
             splits = [
@@ -76,8 +89,8 @@ def check_reader_files(scan: ScanResult, folder: str, meta: dict | None) -> dict
                 problems.append(f"{TIMM_INFO}: no split lists these shards")
             for split in splits:
                 promised = dict(zip(split["filenames"], split["shard_lengths"], strict=True))
-                problems += _compare(TIMM_INFO, promised, read, split.get("num_samples"))
-        names = [meta["readers"]["wids_index"]] if meta and "readers" in meta else []
+                problems += _compare(TIMM_INFO, promised, read, folder, split.get("num_samples"))
+        names = [readers["wids_index"]] if "wids_index" in readers else []
         if not names:
             found = FileSystems.match([FileSystems.join(folder, "*.wids.json")])[0]
             names = [FileSystems.split(m.path)[1] for m in found.metadata_list]
@@ -88,7 +101,9 @@ def check_reader_files(scan: ScanResult, folder: str, meta: dict | None) -> dict
                 continue
             checked.append(name)
             promised = {s["url"].rsplit("/", 1)[-1]: s["nsamples"] for s in index["shardlist"]}
-            problems += _compare(name, promised, read)
+            problems += _compare(name, promised, read, folder)
     except (ValueError, KeyError, TypeError) as e:
-        problems.append(f"reader files: not in the expected form ({type(e).__name__}: {e})")
+        problems.append(
+            f"reader files in {folder}: not in the expected form ({type(e).__name__}: {e})"
+        )
     return {"checked": checked, "mismatches": problems}

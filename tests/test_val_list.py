@@ -209,10 +209,24 @@ def test_bad_ground_truth_files_are_refused_with_their_line(download, train, tmp
     with pytest.raises(ValLabelsError, match="ImageId,PredictionString"):
         val_list(str(root / "val"), str(csv), str(train), str(tmp_path / "v"))
     meta = write_meta_mat(str(tmp_path / "meta.mat"), META_ORDER[:-1] + [META_ORDER[0]])
-    with pytest.raises(ValLabelsError, match="a WNID is listed twice"):
+    with pytest.raises(ValLabelsError, match=f"WNIDs listed twice: {META_ORDER[0]}"):
         val_list(
             str(root / "val"), str(root / "ground_truth.txt"), str(train), str(tmp_path / "v"), meta
         )
+    garbage = tmp_path / "garbage.mat"
+    garbage.write_bytes(b"MATLAB 5.0 MAT-file" + b"\0" * 40)
+    for bad_meta, message in [
+        (tmp_path / "absent.mat", "absent.mat: cannot be read"),
+        (garbage, "garbage.mat: not the devkit's meta.mat"),
+    ]:
+        with pytest.raises(ValLabelsError, match=message):
+            val_list(
+                str(root / "val"),
+                str(root / "ground_truth.txt"),
+                str(train),
+                str(tmp_path / "v"),
+                str(bad_meta),
+            )
     mixed = tmp_path / "xml"
     mixed.mkdir()
     (mixed / "ILSVRC2012_val_00000001.xml").write_text(

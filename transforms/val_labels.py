@@ -136,13 +136,17 @@ def read_meta_mat(path: str) -> list[str]:
         raise ValLabelsError(
             "reading meta.mat needs scipy: `.venv/bin/pip install -e '.[devkit]'` in the clone"
         ) from None
-    with FileSystems.open(path) as f:
-        try:
-            synsets = loadmat(io.BytesIO(f.read()), squeeze_me=True)["synsets"]
-        except (ValueError, KeyError, TypeError, NotImplementedError) as e:
-            raise ValLabelsError(
-                f"{path}: not the devkit's meta.mat (a 'synsets' struct): {e}"
-            ) from None
+    try:
+        with FileSystems.open(path) as f:
+            data = f.read()
+    except OSError as e:  # Beam's filesystems raise subclasses of IOError for a missing file
+        raise ValLabelsError(f"--meta {path}: cannot be read ({type(e).__name__})") from None
+    try:
+        synsets = loadmat(io.BytesIO(data), squeeze_me=True)["synsets"]
+    except Exception as e:  # scipy's MatReadError and friends: not a .mat, or another one
+        raise ValLabelsError(
+            f"{path}: not the devkit's meta.mat (a 'synsets' struct): {type(e).__name__}: {e}"
+        ) from None
     try:
         rows = [
             (int(s["ILSVRC2012_ID"]), str(s["WNID"]), int(s["num_children"]))
@@ -157,8 +161,9 @@ def read_meta_mat(path: str) -> list[str]:
     if ids != list(range(1, len(ids) + 1)):
         raise ValLabelsError(f"{path}: the classes' ILSVRC2012_IDs are not 1..{len(ids)}")
     wnids = [wnid for _, wnid in leaves]
-    if len(set(wnids)) != len(wnids):
-        raise ValLabelsError(f"{path}: a WNID is listed twice")
+    repeated = sorted({w for w in wnids if wnids.count(w) > 1})
+    if repeated:
+        raise ValLabelsError(f"{path}: WNIDs listed twice: {', '.join(repeated[:5])}")
     return wnids
 
 

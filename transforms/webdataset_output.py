@@ -155,12 +155,36 @@ class WebDatasetShardWriter:
             self._put(b"\0" * (2 * _BLOCK + (-end) % _RECORD))
 
 
+class _StrictTarInfo(tarfile.TarInfo):
+    """A header that fails loudly. Python's tarfile takes a bad header after the first for the
+    end of the archive and stops without a word, so a shard with one corrupt header would
+    read as a shorter, valid one. Only a zero block (the end-of-archive marker) ends it here."""
+
+    @classmethod
+    def fromtarfile(cls, tarfile_):
+        offset = tarfile_.offset
+        try:
+            return super().fromtarfile(tarfile_)
+        except tarfile.EOFHeaderError:
+            raise
+        except tarfile.EmptyHeaderError:
+            if offset == 0:
+                raise
+            raise tarfile.ReadError(
+                f"the archive ends at byte {offset} without its end-of-archive blocks "
+                "(truncated at a member boundary?)"
+            ) from None
+        except tarfile.HeaderError as e:
+            raise tarfile.ReadError(f"bad tar header at byte {offset}: {e}") from None
+
+
 def iter_tar_members(stream: BinaryIO) -> Iterator[tuple[str, bytes]]:
     """(name, bytes) of every regular file of a tar stream, in order, read sequentially.
 
-    Raises tarfile.TarError for broken framing (a truncated archive, a bad header checksum).
+    Raises tarfile.TarError for broken framing (a truncated archive, a bad header checksum,
+    an archive without its end-of-archive blocks).
     """
-    with tarfile.open(fileobj=stream, mode="r|") as archive:
+    with tarfile.open(fileobj=stream, mode="r|", tarinfo=_StrictTarInfo) as archive:
         for member in archive:
             if not member.isfile():
                 continue
