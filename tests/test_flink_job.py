@@ -167,6 +167,26 @@ def _submit(photo_list, output, submit_env, *extra, timeout=1200):
     )
 
 
+def _submit_until_writing(photo_list, output, submit_env) -> subprocess.Popen:
+    """Submits in the background; returns once the writers are at work (2 shards out), the
+    moment to take a TaskManager away."""
+    job = subprocess.Popen(
+        [SUBMIT, "--input", photo_list, "--output", output, *FLAGS],
+        env=submit_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and job.poll() is None:
+        written = os.listdir(output) if os.path.isdir(output) else []
+        if sum(n.endswith(".tfrecord") for n in written) >= 2:
+            break
+        time.sleep(0.5)
+    assert job.poll() is None, "the job ended before a TaskManager could be taken away"
+    return job
+
+
 def _audit(output: str, photo_list: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [IMGSHARD, "audit", output, "--list", photo_list],
@@ -198,21 +218,7 @@ def test_the_job_on_flink_writes_the_local_runners_bytes(
 def test_a_taskmanager_killed_mid_run_changes_no_byte(cluster, photo_list, local_shards, tmp_path):
     cluster_dir, submit_env = cluster
     out = str(tmp_path / "flink-killed")
-    job = subprocess.Popen(
-        [SUBMIT, "--input", photo_list, "--output", out, *FLAGS],
-        env=submit_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    # kill one TaskManager once the writers are at work: some shards out, not all
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline and job.poll() is None:
-        written = [n for n in os.listdir(out)] if os.path.isdir(out) else []
-        if sum(n.endswith(".tfrecord") for n in written) >= 2:
-            break
-        time.sleep(0.5)
-    assert job.poll() is None, "the job ended before a TaskManager could be killed"
+    job = _submit_until_writing(photo_list, out, submit_env)
     victim = int((cluster_dir / "pids" / "taskmanager-1.pid").read_text())
     os.kill(victim, signal.SIGKILL)
     try:
@@ -241,20 +247,7 @@ def test_a_taskmanager_lost_for_good_ends_in_a_clean_failure_and_resume_finishes
     Runs last: the cluster keeps one TaskManager (2 slots) from here on."""
     cluster_dir, submit_env = cluster
     out = str(tmp_path / "flink-lost")
-    job = subprocess.Popen(
-        [SUBMIT, "--input", photo_list, "--output", out, *FLAGS],
-        env=submit_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline and job.poll() is None:
-        written = os.listdir(out) if os.path.isdir(out) else []
-        if sum(n.endswith(".tfrecord") for n in written) >= 2:
-            break
-        time.sleep(0.5)
-    assert job.poll() is None, "the job ended before a TaskManager could be lost"
+    job = _submit_until_writing(photo_list, out, submit_env)
     supervisor = int((cluster_dir / "pids" / "supervisor-2.pid").read_text())
     victim = int((cluster_dir / "pids" / "taskmanager-2.pid").read_text())
     os.killpg(supervisor, signal.SIGKILL)  # the supervisor, its TaskManager, their workers

@@ -78,7 +78,7 @@ jobmanager:
 # channel plus 8 floating ones, and a slot runs a whole region of such subtasks at once. At
 # parallelism 4 one region asked for 512 buffers (32 KiB each) while Flink's default, 10% of
 # a 1536m TaskManager, had 389 left ("Insufficient number of network buffers"). 320 MB is
-# 10,240 buffers a TaskManager: room for 2 slots x several regions, and for parallelism 8.
+# 10,240 buffers a TaskManager: room for 2 slots x several such regions (tested at 4).
 taskmanager:
   bind-host: 127.0.0.1
   host: 127.0.0.1
