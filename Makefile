@@ -93,7 +93,8 @@ $(SIMD_VENV)/.installed: pyproject.toml
 
 # The Beam version is in the stamp's name: another jar's version builds the venv anew.
 $(FLINK_VENV)/.beam-$(FLINK_BEAM_VERSION): pyproject.toml
-	@[ -n "$(FLINK_BEAM_VERSION)" ] || { echo "make flink-venv: set IMGSHARD_FLINK_JOB_SERVER_JAR to a beam-runners-flink-*-job-server-X.Y.Z.jar" >&2; exit 1; }
+	@[ -f "$(IMGSHARD_FLINK_JOB_SERVER_JAR)" ] || { echo "make flink-venv: IMGSHARD_FLINK_JOB_SERVER_JAR='$(IMGSHARD_FLINK_JOB_SERVER_JAR)' is not a file" >&2; exit 1; }
+	@[ -n "$(FLINK_BEAM_VERSION)" ] || { echo "make flink-venv: no Beam version X.Y.Z in the name of $(IMGSHARD_FLINK_JOB_SERVER_JAR) (beam-runners-flink-*-job-server-X.Y.Z.jar)" >&2; exit 1; }
 	rm -rf $(FLINK_VENV) && $(PYTHON) -m venv $(FLINK_VENV)
 	$(FLINK_VENV)/bin/python -m pip --disable-pip-version-check -q install \
 	  "apache-beam[gcp]==$(FLINK_BEAM_VERSION)" \
@@ -144,8 +145,12 @@ bench-train: install-dev ## training images/s vs the model's synthetic-input cei
 	@[ -f $(DEMO_OUT)/dataset.json ] || $(MAKE) demo
 	$(BIN)/python benchmarks/train.py --data $(DEMO_OUT) $(BENCH_ARGS)
 
-flink-up: install ## start a real Flink 1.20 session cluster on loopback (1 JobManager, 2 TaskManagers, a Beam worker pool)
-	PYTHON=$(abspath $(BIN)/python) deploy/flink/local-cluster.sh up
+# With IMGSHARD_FLINK_JOB_SERVER_JAR, the SDK workers (and the printed submit command) use
+# .venv-flink, at that jar's Beam version.
+flink-up: install ## start a real Flink 1.20 session cluster on loopback (1 JobManager, 2 TaskManagers under supervisors; SDK workers started by each)
+	@if [ -n "$(IMGSHARD_FLINK_JOB_SERVER_JAR)" ]; then $(MAKE) --no-print-directory flink-venv; fi
+	PYTHON=$(abspath $(if $(IMGSHARD_FLINK_JOB_SERVER_JAR),$(FLINK_VENV),$(VENV))/bin/python) \
+	  JOB_SERVER_JAR="$(IMGSHARD_FLINK_JOB_SERVER_JAR)" deploy/flink/local-cluster.sh up
 
 flink-down: ## stop the cluster of make flink-up
 	deploy/flink/local-cluster.sh down
@@ -153,8 +158,11 @@ flink-down: ## stop the cluster of make flink-up
 test: install-dev ## run the test suite (hermetic; no network)
 	@grep -qw avx2 /proc/cpuinfo && $(MAKE) --no-print-directory simd-venv \
 	  || echo "make test: no pillow-simd venv here (no AVX2 or no compiler): tests/test_simd.py skips"
-	@if [ -n "$(IMGSHARD_FLINK_JOB_SERVER_JAR)" ]; then $(MAKE) --no-print-directory flink-venv; \
-	  else echo "make test: no IMGSHARD_FLINK_JOB_SERVER_JAR: the tests that run the job on Flink skip"; fi
+	@if [ -z "$(IMGSHARD_FLINK_JOB_SERVER_JAR)" ]; then \
+	  echo "make test: no IMGSHARD_FLINK_JOB_SERVER_JAR: the tests that run the job on Flink skip"; \
+	elif [ ! -f "$(IMGSHARD_FLINK_JOB_SERVER_JAR)" ]; then \
+	  echo "make test: IMGSHARD_FLINK_JOB_SERVER_JAR=$(IMGSHARD_FLINK_JOB_SERVER_JAR) is not a file: the tests that run the job on Flink skip"; \
+	else $(MAKE) --no-print-directory flink-venv; fi
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install-dev ## check style (ruff)

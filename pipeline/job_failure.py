@@ -133,6 +133,8 @@ def explain_failure(
     shards = f"{done} of {total}" if total else f"{done}"
     safe = f"Nothing written is lost: {shards} shards are complete and journaled."
     if remote_runner:
+        if not done:  # e.g. the cluster was never reached
+            safe = "No shard was written."
         return (
             f"the job failed on {remote_runner}: {_first_line(error)}\n{safe} Once the cause is "
             f"mended (a lost machine back, or a parallelism its slots can run), finish the run "

@@ -97,3 +97,22 @@ def test_local_runs_get_the_mode_of_their_expected_work_unless_flags_choose_one(
     assert mode(["--direct_num_workers=3"], huge) == (3, "multi_processing")
     assert mode(["--direct_running_mode=in_memory"], huge) == (1, "in_memory")
     assert mode(["--direct_running_mode=multi_processing"], tiny) == (0, "multi_processing")
+
+
+def test_the_command_exits_fast_only_when_no_child_process_is_left(tmp_path):
+    """`imgshard` skips the interpreter's teardown (os._exit) only with no child alive: a
+    subprocess child (FlinkRunner's job server JVM) is stopped by an exit handler, which the
+    fast exit would skip, leaving it running after every submit."""
+    script = tmp_path / "children.py"
+    script.write_text(
+        "import subprocess\n"
+        "from imgshard.pipeline.cli import _child_processes_alive as alive\n"
+        "states = [alive()]\n"
+        "child = subprocess.Popen(['sleep', '30'])\n"
+        "states.append(alive())\n"
+        "child.kill(); child.wait()\n"
+        "states.append(alive())\n"
+        "print(states)\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
+    assert done.stdout.strip() == "[False, True, False]", done.stderr

@@ -114,7 +114,10 @@ def test_submit_takes_the_flink_version_and_parallelism_from_the_cluster(cluster
     assert command[command.index("--environment_type") + 1] == "PROCESS"
     assert f"ENVIRONMENT_CONFIG='{environment}'" in printed_by_up
     # the imgshard flags come first, unchanged
-    assert command[:5] == ["imgshard", "convert", "--input", "gs://b/train.txt", "--output"]
+    assert command[0] == os.path.join(ROOT, ".venv", "bin", "imgshard")  # the project's venv
+    assert command[1:5] == ["convert", "--input", "gs://b/train.txt", "--output"]
+    # up's printed command names the submitting imgshard beside its SDK workers' venv
+    assert f"IMGSHARD={os.path.dirname(sys.executable)}/imgshard" in printed_by_up
 
 
 @pytest.mark.slow

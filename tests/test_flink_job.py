@@ -149,6 +149,16 @@ def _sdk_workers(python: str) -> list[int]:
     return found
 
 
+def _job_servers(flink_master: str) -> list[int]:
+    """Beam job server JVMs started for this cluster (the driver stops its own at exit)."""
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        command = " ".join(process.info["cmdline"] or [])
+        if JAR in command and flink_master in command:
+            found.append(process.pid)
+    return found
+
+
 def _jobs(cluster_dir) -> list[dict]:
     import urllib.request
 
@@ -204,6 +214,7 @@ def test_the_job_on_flink_writes_the_local_runners_bytes(
     done = _submit(photo_list, out, submit_env)
     assert done.returncode == 0, done.stderr[-5000:]
     assert "--runner FlinkRunner" not in done.stdout  # it ran, not PRINT_ONLY
+    assert _job_servers(submit_env["FLINK_MASTER"]) == [], "the job server outlived the submit"
     finished = [j for j in _jobs(cluster_dir) if j["state"] == "FINISHED"]
     assert finished, _jobs(cluster_dir)
     assert max(j["tasks"]["total"] for j in finished) > 16  # the whole graph ran on Flink

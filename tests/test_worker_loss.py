@@ -113,5 +113,7 @@ def test_a_job_failed_on_a_remote_runner_gets_one_message_with_its_resume_comman
     assert message.endswith(
         "imgshard convert --input gs://b/l.txt --output gs://b/o --runner FlinkRunner --resume"
     )
+    nothing = explain_failure(failed, argv, [], (0, None), remote_runner="FlinkRunner")
+    assert "No shard was written." in nothing and "journaled" not in nothing
     # a local run's unexplained failure is left as the runner reported it
     assert explain_failure(failed, argv, [], (5, 16)) is None

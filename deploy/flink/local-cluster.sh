@@ -22,7 +22,9 @@
 # Settings (environment): FLINK_VERSION (1.20.5); FLINK_CACHE (.cache/flink under the project);
 #   CLUSTER_DIR (.cache/flink/cluster: configuration, logs, pid files and the address of the
 #   running cluster); PYTHON (the project's .venv/bin/python: pip, the REST checks, and the
-#   SDK workers, so its Beam must be the job server's version); START_SECONDS (120).
+#   SDK workers, so its Beam must be the job server's version: `make flink-up
+#   IMGSHARD_FLINK_JOB_SERVER_JAR=...` uses .venv-flink); JOB_SERVER_JAR (only printed in the
+#   submit command); START_SECONDS (120).
 set -euo pipefail
 here="$(cd "$(dirname "$0")/../.." && pwd)"
 FLINK_VERSION="${FLINK_VERSION:-1.20.5}"
@@ -142,7 +144,7 @@ up() {
       *) die "unknown flag $1 (up takes --taskmanagers N and --slots S)" ;;
     esac
   done
-  [[ -f "$CLUSTER_DIR/address" ]] && die "a cluster is already up at $(cat "$CLUSTER_DIR/address"); run down first"
+  [[ -f "$CLUSTER_DIR/address" ]] && die "a cluster is already up at $(cat "$CLUSTER_DIR/address"); stop it first (make flink-down)"
   command -v java >/dev/null || die "java not found: Flink needs a JDK 11 or 17"
   fetch_flink
   local rest_port rpc_port
@@ -165,8 +167,10 @@ up() {
   echo "{\"command\": \"$worker\"}" >"$CLUSTER_DIR/environment"
   echo "Flink $FLINK_VERSION session cluster: 1 JobManager + $taskmanagers TaskManagers x $slots slots"
   echo "web UI and REST: http://127.0.0.1:$rest_port"
+  local jar="${JOB_SERVER_JAR:+ JOB_SERVER_JAR=$JOB_SERVER_JAR}"
   echo "submit with: FLINK_MASTER=127.0.0.1:$rest_port ENVIRONMENT=PROCESS" \
-    "ENVIRONMENT_CONFIG='$(cat "$CLUSTER_DIR/environment")' deploy/flink/submit.sh ..."
+    "ENVIRONMENT_CONFIG='$(cat "$CLUSTER_DIR/environment")'" \
+    "IMGSHARD=$(dirname "$PYTHON")/imgshard$jar deploy/flink/submit.sh --input ... --output ..."
 }
 
 # One TaskManager in the foreground under a loop that starts it again when it dies, in a

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Submit `imgshard convert` to a Flink session cluster through Beam's FlinkRunner.
 #
-#   FLINK_MASTER=127.0.0.1:8081 ENVIRONMENT=EXTERNAL ENVIRONMENT_CONFIG=127.0.0.1:50000 \
-#     JOB_SERVER_JAR=beam-runners-flink-1.20-job-server-2.77.0.jar \
+#   FLINK_MASTER=127.0.0.1:8081 ENVIRONMENT=PROCESS \
+#     ENVIRONMENT_CONFIG='{"command": "/path/to/venv/bin/imgshard-sdk-worker"}' \
 #     deploy/flink/submit.sh --input gs://bucket/train.txt --output gs://bucket/imagenet/train
+#
+# (`make flink-up` prints this command for its cluster, with its settings filled in.)
 #
 # Settings (environment):
 #   FLINK_MASTER (required): host:port of the JobManager's REST API.
@@ -13,16 +15,20 @@
 #   ENVIRONMENT: where the Python SDK workers run, each with imgshard installed:
 #     DOCKER (default): the image built from deploy/Dockerfile, ENVIRONMENT_CONFIG=IMAGE
 #       (required: Beam's stock image has no imgshard);
-#     EXTERNAL: a Beam worker pool beside each TaskManager, ENVIRONMENT_CONFIG=host:port
-#       (deploy/flink/local-cluster.sh starts one; a sidecar container on Kubernetes);
-#     PROCESS: ENVIRONMENT_CONFIG='{"command": "/path/to/boot"}' on each TaskManager host.
-#   JOB_SERVER_JAR: a local beam-runners-flink-<FLINK_VERSION>-job-server-<beam>.jar of the
-#     installed Beam version; without it Beam downloads that jar from Maven Central.
+#     PROCESS: each TaskManager starts its own, ENVIRONMENT_CONFIG='{"command":
+#       "/path/to/venv/bin/imgshard-sdk-worker"}' (make flink-up's cluster; bare hosts);
+#     EXTERNAL: a Beam worker pool beside EACH TaskManager, ENVIRONMENT_CONFIG=host:port (a
+#       sidecar per TaskManager pod; one pool shared by several TaskManagers hangs the job).
+#   IMGSHARD: the imgshard command that submits (default: the project's .venv, else PATH's);
+#     its Beam version must be the job server's.
+#   JOB_SERVER_JAR: a local beam-runners-flink-<FLINK_VERSION>-job-server-<beam>.jar of that
+#     Beam version; without it Beam downloads that jar from Maven Central.
 #   PRINT_ONLY=1: print the command instead of running it.
 # Everything after the script name goes to `imgshard convert` (and through it to Beam).
 set -euo pipefail
 here="$(cd "$(dirname "$0")/../.." && pwd)"
-IMGSHARD="${IMGSHARD:-imgshard}"
+IMGSHARD="${IMGSHARD:-$here/.venv/bin/imgshard}"
+[[ -x "$IMGSHARD" ]] || IMGSHARD="$(command -v imgshard || echo imgshard)"
 PYTHON="${PYTHON:-$here/.venv/bin/python}"
 [[ -x "$PYTHON" ]] || PYTHON="$(command -v python3)"
 die() { echo "submit.sh: $*" >&2; exit 1; }
