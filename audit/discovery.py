@@ -8,15 +8,18 @@ from apache_beam.io.filesystems import FileSystems
 from imgshard.audit.errors import AuditError
 from imgshard.pipeline import metadata
 from imgshard.transforms.record_index import INDEX_SUFFIX
+from imgshard.transforms.shard_names import EXTENSIONS
 
 __all__ = ["find_shards"]
 
 _NOT_SHARDS = (".json", ".jsonl", ".txt", ".png", ".csv", ".md", INDEX_SUFFIX)
+_SHARD_EXTENSIONS = tuple(f".{extension}" for extension in EXTENSIONS.values())
 
 
 def find_shards(target: str) -> tuple[list[str], str, dict | None]:
-    """(shard paths in name order, their folder, dataset.json or None) for a folder or glob."""
-    is_glob = any(c in target for c in "*?[")
+    """(shard paths in name order, their folder, dataset.json or None) for a folder, a glob or
+    one shard file (named by its format's extension: matched as a glob of itself)."""
+    is_glob = any(c in target for c in "*?[") or target.endswith(_SHARD_EXTENSIONS)
     folder = FileSystems.split(target)[0] if is_glob else target.rstrip("/")
     meta = None
     meta_path = FileSystems.join(folder, metadata.DATASET_JSON)

@@ -226,6 +226,15 @@ def test_small_well_shuffled_outputs_pass_whatever_the_seed(tmp_path):
     assert verdicts == ["PASS"] * 10
 
 
+def test_one_shard_file_is_audited_by_its_path(dataset, tmp_path):
+    """A foreign tar given by its own path (the common ShardWriter names: shard-000000.tar)."""
+    out = shard_writer_loop(os.path.dirname(dataset), tmp_path / "foreign", maxcount=64)
+    one = out / "shard-000001.tar"
+    report = audit(str(one), readers=READERS, batch_size=16).report
+    assert report["format"] == "webdataset" and report["records"] == 64
+    assert report["shards"] == 1
+
+
 def test_foreign_sample_problems_fail_the_audit(tmp_path):
     jpg = class_color_jpeg(1, 8)
     out = tmp_path / "foreign"
