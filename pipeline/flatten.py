@@ -3,7 +3,7 @@
 The pipeline fuser that Flink, Spark and Samza share (Java's GreedyPipelineFuser) fails on a
 PCollection that feeds a Flatten and another transform as well: the job is refused at once
 with "PCollectionNodes [...] were consumed but never produced" (Beam issue 34647's class).
-The local FnApiRunner and Dataflow accept such a graph, so nothing local catches it;
+The local FnApiRunner accepts such a graph, so nothing local catches it;
 tests/test_portable_graph.py walks every graph the driver builds for it.
 
 An identity step in front of each input makes the Flatten the only consumer of what it reads.
