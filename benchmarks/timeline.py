@@ -6,7 +6,7 @@ worker busy (the writing phase) into: before it (the driver's imports and graph,
 spawn and imports, the index stages), the stretch itself, and after it (the last shards,
 finalize, teardown).
 
-Usage: python benchmarks/timeline.py -- imgshard convert ... (prints the timeline)
+Usage: python benchmarks/timeline.py [--interval S] -- imgshard convert ... (prints it)
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ class Timeline(NamedTuple):
     seconds: list[float]  # sample times since the start
     driver: list[float]  # CPU share of a core in each interval
     workers: list[list[float]]  # per worker process, same intervals
+    warm: list[float]  # the warm worker process (pipeline/warm_workers.py), same intervals
 
 
 class Phases(NamedTuple):
@@ -43,6 +44,7 @@ def record(command: list[str], interval: float = 1.0) -> Timeline:
     last: dict[int, float] = {}
     workers: dict[int, list[float]] = {}
     driver: list[float] = []
+    warm: list[float] = []
     seconds: list[float] = []
     while process.poll() is None:
         time.sleep(interval)
@@ -51,20 +53,28 @@ def record(command: list[str], interval: float = 1.0) -> Timeline:
         except psutil.Error:
             break
         shares: dict[int, float] = {}
-        driver_share = 0.0
+        driver_share = warm_share = 0.0
         for member in members:
             try:
                 cpu = sum(member.cpu_times()[:2])
-                is_worker = "sdk_worker_main" in " ".join(member.cmdline())
+                command = " ".join(member.cmdline())
+                # Beam spawns `... sdk_worker_main`; warm workers are forks of the warm process
+                is_warm = "worker_zygote" in command and member.ppid() == root.pid
+                is_worker = "sdk_worker_main" in command or (
+                    "worker_zygote" in command and not is_warm
+                )
             except psutil.Error:
                 continue
             share = (cpu - last.get(member.pid, 0.0)) / interval
             last[member.pid] = cpu
             if member.pid == root.pid:
                 driver_share = share
+            elif is_warm:
+                warm_share = share
             elif is_worker and member.name().startswith("python"):
                 shares[member.pid] = share
         driver.append(driver_share)
+        warm.append(warm_share)
         for pid in shares:  # a worker seen late has idled until then
             workers.setdefault(pid, [0.0] * len(seconds))
         for pid, series in workers.items():
@@ -73,7 +83,9 @@ def record(command: list[str], interval: float = 1.0) -> Timeline:
     _, stderr = process.communicate()
     if process.returncode:
         raise RuntimeError(f"{command[0]} failed: {stderr.decode()[-2000:]}")
-    return Timeline(time.perf_counter() - started, seconds, driver, list(workers.values()))
+    return Timeline(
+        time.perf_counter() - started, seconds, driver, list(workers.values()), warm
+    )
 
 
 def phases(timeline: Timeline) -> Phases:
@@ -99,18 +111,25 @@ def phases(timeline: Timeline) -> Phases:
 
 
 def format_timeline(timeline: Timeline) -> str:
-    header = "  t s | driver | " + " | ".join(f"worker {i}" for i in range(len(timeline.workers)))
+    header = "  t s | driver |   warm | " + " | ".join(
+        f"worker {i}" for i in range(len(timeline.workers))
+    )
     rows = [
-        f"{t:6.1f} | {d:6.0%} | " + " | ".join(f"{w[i]:8.0%}" for w in timeline.workers)
-        for i, (t, d) in enumerate(zip(timeline.seconds, timeline.driver, strict=True))
+        f"{t:6.1f} | {d:6.0%} | {z:6.0%} | " + " | ".join(f"{w[i]:8.0%}" for w in timeline.workers)
+        for i, (t, d, z) in enumerate(
+            zip(timeline.seconds, timeline.driver, timeline.warm, strict=True)
+        )
     ]
     return "\n".join([header, *rows])
 
 
 if __name__ == "__main__":
     argv = sys.argv[1:]
+    interval = 1.0
+    if argv[:1] == ["--interval"]:
+        interval, argv = float(argv[1]), argv[2:]
     if argv[:1] == ["--"]:
         argv = argv[1:]
-    recorded = record(argv)
+    recorded = record(argv, interval)
     print(format_timeline(recorded))
     print(phases(recorded))

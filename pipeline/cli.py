@@ -42,6 +42,19 @@ def _configure_logging(verbose: bool) -> None:
 
 
 def _convert(argv: list[str]) -> int:
+    from imgshard.pipeline import warm_workers
+
+    # First, before Beam is imported: the warm workers import on the other core meanwhile.
+    warm_workers.start_early(argv)
+    try:
+        return _run_convert(argv)
+    finally:
+        unused = warm_workers.take_early()  # the run did not take it (an error, another mode)
+        if unused is not None:
+            unused.stop()
+
+
+def _run_convert(argv: list[str]) -> int:
     from imgshard.pipeline.convert import ConversionError, run
     from imgshard.pipeline.summary import box_warnings, format_summary
 

@@ -59,6 +59,8 @@ from imgshard.pipeline.run_checks import (
 )
 from imgshard.pipeline.shard_writer import METRICS_NAMESPACE
 from imgshard.pipeline.unknown_flags import add_unknown_flags_argument, check_unknown_flags
+from imgshard.pipeline.warm_workers import WarmWorkers, take_early, wanted
+from imgshard.transforms.list_sample import ListSample
 from imgshard.transforms.shard_names import parse_shard_name
 from imgshard.transforms.storage import remove_files, remove_tree
 
@@ -153,6 +155,38 @@ _MODE_NAMES = {
 }
 
 
+def _warm_workers(options: PipelineOptions, argv: list[str]) -> WarmWorkers | None:
+    """The warm worker process for a local run in worker processes (pipeline/warm_workers.py):
+    the one the CLI started early, or a new one; None (and the early one stopped) otherwise."""
+    early = take_early()
+    direct = options.view_as(DirectOptions)
+    if runner_name(options) != "FnApiRunner" or direct.direct_running_mode != "multi_processing":
+        if early is not None:
+            early.stop()
+        return None
+    if early is None and wanted(argv):
+        try:
+            return WarmWorkers()
+        except OSError:
+            return None
+    return early
+
+
+def _pipeline(options: PipelineOptions, warm: WarmWorkers | None) -> beam.Pipeline:
+    """A pipeline on the runner the options name; with warm workers, FnApiRunner with their
+    SDK environment. Its running mode is then set to in_memory, the one mode in which
+    FnApiRunner keeps a given environment instead of its own (it still runs one worker per
+    direct_num_workers: a warning to that effect is logged under -v)."""
+    if warm is None:
+        return beam.Pipeline(options=options)
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+    options.view_as(DirectOptions).direct_running_mode = "in_memory"
+    return beam.Pipeline(
+        runner=FnApiRunner(default_environment=warm.environment()), options=options
+    )
+
+
 def _counters(result) -> dict[str, int]:
     try:
         found = result.metrics().query(
@@ -191,7 +225,10 @@ def _raise_explained(
 
 
 def _run_plan(
-    config: ConvertConfig, options: PipelineOptions, given_labels: list[str] | None
+    config: ConvertConfig,
+    options: PipelineOptions,
+    given_labels: list[str] | None,
+    warm: WarmWorkers | None,
 ) -> ConvertResult:
     """The index stages only (pipeline/plan.py); the plan comes back through a temporary file,
     local or under --temp_location for workers elsewhere."""
@@ -204,7 +241,7 @@ def _run_plan(
             raise ConversionError("--plan on a remote runner needs --temp_location")
     plan_path = FileSystems.join(folder, f"plan-{uuid.uuid4().hex}.json")
     started = time.time()
-    pipeline = beam.Pipeline(options=options)
+    pipeline = _pipeline(options, warm)
     build_plan_graph(pipeline, config, given_labels, plan_path)
     try:
         result = pipeline.run()
@@ -240,9 +277,25 @@ def run(argv: list[str] | None = None) -> ConvertResult:
     config = config_from_args(args)
     sample = list_sample(config)  # ~2 MiB drawn from across the list, whatever its size
     options = pipeline_options(beam_args, lambda: estimate_work(config, sample))
-    check_paths_reach_workers(config, options)
-    if args.plan:
-        return _run_plan(config, options, check_inputs(config))
+    warm = _warm_workers(options, argv or [])
+    try:
+        check_paths_reach_workers(config, options)
+        if args.plan:
+            return _run_plan(config, options, check_inputs(config), warm)
+        return _run_conversion(config, sample, options, warm, argv or [])
+    finally:
+        if warm is not None:
+            warm.stop()
+
+
+def _run_conversion(
+    config: ConvertConfig,
+    sample: ListSample | None,
+    options: PipelineOptions,
+    warm: WarmWorkers | None,
+    argv: list[str],
+) -> ConvertResult:
+    """The conversion itself, once its options are settled (see run)."""
     check_analyze_runs_here(config, options)
     given_labels = check_inputs(config)
     check_input_sample(config, given_labels, sample)
@@ -261,7 +314,7 @@ def run(argv: list[str] | None = None) -> ConvertResult:
         )
     _LOG.info("converting %s -> %s", config.input, config.output)
     started = time.time()
-    pipeline = beam.Pipeline(options=options)
+    pipeline = _pipeline(options, warm)
     build_graph(
         pipeline,
         config,
@@ -290,7 +343,7 @@ def run(argv: list[str] | None = None) -> ConvertResult:
         except Exception as failed:
             runner = runner_name(options)
             remote = None if runner in LOCAL_RUNNERS else runner
-            _raise_explained(failed, argv or [], config, fingerprint, deaths.return_codes, remote)
+            _raise_explained(failed, argv, config, fingerprint, deaths.return_codes, remote)
             raise
     seconds = time.time() - started
     meta = metadata.load_metadata(config.output)

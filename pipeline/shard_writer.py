@@ -24,7 +24,13 @@ from imgshard.transforms.example import image_example
 from imgshard.transforms.image import ImageRejected, ImageSpec, process_image
 from imgshard.transforms.index import resolve_image_path
 from imgshard.transforms.labels import Vocabulary
-from imgshard.transforms.reading import ReadFailed, read_ahead, read_image, read_threads
+from imgshard.transforms.reading import (
+    READ_THREADS,
+    ReadFailed,
+    read_ahead,
+    read_image,
+    read_local_ahead,
+)
 from imgshard.transforms.record_index import index_name, write_index
 from imgshard.transforms.records import REJECTED, Rejection, ShardResult, unpack_shard_entry
 from imgshard.transforms.shard_names import shard_name
@@ -126,11 +132,16 @@ def write_shard(
     ):
         encode = _record_encoder(config.format)
         where = resolve_image_path(config.image_root, kept[0][2]) if kept else ""
-        reads = read_ahead(
-            kept,
-            lambda e: read_image(config.image_root, e[2], config.allow_outside_root),
-            threads=read_threads(where),
-        )
+
+        def read(entry):
+            return read_image(config.image_root, entry[2], config.allow_outside_root)
+
+        if "://" in where:  # an object store: enough requests in flight to hide its latency
+            reads = read_ahead(kept, read, threads=READ_THREADS)
+        else:
+            reads = read_local_ahead(
+                kept, read, lambda e: resolve_image_path(config.image_root, e[2])
+            )
         for (_, line, path, label), data in reads:
             try:
                 if isinstance(data, ReadFailed):

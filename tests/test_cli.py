@@ -65,9 +65,12 @@ def test_shuffle_none_warns_loudly(tmp_path):
 
 
 def test_beam_workers_do_not_import_tensorflow():
-    # What a worker process loads to run our DoFns; TensorFlow would cost seconds per worker.
+    # What a worker process loads to run our DoFns, and what the warm worker process loads
+    # before it forks them (pipeline/worker_zygote.py); TensorFlow would cost seconds.
     code = (
-        "import sys, imgshard.pipeline.graph, imgshard.pipeline.shard_writer; "
+        "import sys, importlib, imgshard.pipeline.graph, imgshard.pipeline.shard_writer; "
+        "from imgshard.pipeline.worker_zygote import PRELOAD; "
+        "[importlib.import_module(m) for m in PRELOAD]; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -1,23 +1,54 @@
-"""The shard writer's read-ahead: in order, bounded, and sized by where the images are."""
+"""The shard writer's read-ahead: in order, bounded; threads for object stores, kernel hints
+for local files."""
 
+import os
 import threading
 import time
 
 import pytest
 
 from imgshard.transforms.reading import (
-    LOCAL_READ_THREADS,
-    READ_THREADS,
+    LOCAL_PREFETCH,
     ReadFailed,
+    prefetch_local,
     read_ahead,
-    read_threads,
+    read_local_ahead,
 )
 
 
-def test_remote_stores_get_more_reads_in_flight_than_local_files():
-    assert read_threads("gs://bucket/train/n01440764/a.JPEG") == READ_THREADS
-    assert read_threads("/data/ilsvrc/train/n01440764/a.JPEG") == LOCAL_READ_THREADS
-    assert LOCAL_READ_THREADS < READ_THREADS
+def test_local_reads_come_in_order_each_file_hinted_a_few_reads_before_it_is_read():
+    events = []
+
+    def read(item: int) -> bytes:
+        events.append(("read", item))
+        if item == 5:
+            raise ReadFailed("missing_file", "5 is gone")
+        return str(item).encode()
+
+    def path(item: int) -> str:
+        events.append(("hint", item))
+        return f"/nonexistent/{item}"  # the hint of a missing file is dropped quietly
+
+    results = list(read_local_ahead(range(12), read, path, ahead=3))
+    assert [item for item, _ in results] == list(range(12))
+    assert isinstance(results[5][1], ReadFailed) and results[5][1].reason == "missing_file"
+    assert results[4][1] == b"4"
+    hinted, read_at = {}, {}
+    for position, (kind, item) in enumerate(events):
+        (hinted if kind == "hint" else read_at).setdefault(item, position)
+    assert all(hinted[i] < read_at[i] for i in range(12))  # every file hinted before its read
+    # ... and never more than `ahead` reads before it: the window stays bounded
+    reads_before = [sum(1 for k, _ in events[: hinted[i]] if k == "read") for i in range(12)]
+    assert all(i - before <= 3 for i, before in enumerate(reads_before))
+    assert LOCAL_PREFETCH >= 1
+
+
+def test_a_hint_never_opens_or_blocks_on_a_fifo(tmp_path):
+    fifo = tmp_path / "image.jpg"
+    os.mkfifo(fifo)
+    done = threading.Event()
+    threading.Thread(target=lambda: (prefetch_local(str(fifo)), done.set()), daemon=True).start()
+    assert done.wait(5), "prefetch_local blocked on a FIFO"
 
 
 @pytest.mark.parametrize("threads", [1, 2, 8])

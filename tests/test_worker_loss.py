@@ -40,14 +40,19 @@ def journaled(output) -> list[str]:
 
 
 def sdk_workers(pid: int) -> list[psutil.Process]:
-    """The Python processes running Beam's sdk_worker_main under `pid`."""
+    """The processes running Beam's SDK harness under `pid`: spawned by Beam
+    (`... sdk_worker_main`) or forked from the warm worker process (pipeline/warm_workers.py),
+    whose command line they keep."""
     found = []
     for child in psutil.Process(pid).children(recursive=True):
         try:
-            command = child.cmdline()
-        except psutil.NoSuchProcess:
+            command = " ".join(child.cmdline())
+            parent = " ".join(child.parent().cmdline())
+        except (psutil.NoSuchProcess, AttributeError):
             continue
-        if "sdk_worker_main" in " ".join(command) and "python" in os.path.basename(command[0]):
+        spawned = "sdk_worker_main" in command and "python" in os.path.basename(command.split()[0])
+        forked = "worker_zygote" in command and "worker_zygote" in parent
+        if spawned or forked:
             found.append(child)
     return found
 

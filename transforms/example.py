@@ -18,6 +18,7 @@ Wire format (tensorflow/core/example/{example,feature}.proto):
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Mapping, Sequence
 
@@ -51,6 +52,8 @@ BOX_COORDINATES = (
 
 
 def _varint(value: int) -> bytes:
+    if 0 <= value < 0x80:
+        return _SMALL_VARINTS[value]
     if value < 0:  # int64 negatives are encoded as their 64-bit two's complement
         value += 1 << 64
     out = bytearray()
@@ -61,8 +64,33 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
+_SMALL_VARINTS = tuple(bytes((v,)) for v in range(0x80))
+
+
+def _header(number: int, size: int) -> bytes:
+    """Tag and length of a length-delimited field of `size` bytes."""
+    return _varint((number << 3) | _LEN) + _varint(size)
+
+
 def _field(number: int, payload: bytes) -> bytes:
-    return _varint((number << 3) | _LEN) + _varint(len(payload)) + payload
+    return _header(number, len(payload)) + payload
+
+
+@functools.lru_cache(maxsize=256)
+def _key_field(key: str) -> bytes:
+    return _field(1, key.encode("utf-8"))
+
+
+def _feature_parts(value: FeatureValue) -> tuple[list[bytes], int]:
+    """A Feature as pieces and their total size: a single bytes value (the encoded image, tens
+    of KB) is never copied into the nested messages around it, only once at the end."""
+    if isinstance(value, bytes):
+        inner = _header(1, len(value))  # BytesList.value
+        size = len(inner) + len(value)
+        outer = _header(1, size)  # Feature.bytes_list
+        return [outer, inner, value], len(outer) + size
+    encoded = _feature(value)
+    return [encoded], len(encoded)
 
 
 def _feature(value: FeatureValue) -> bytes:
@@ -90,11 +118,17 @@ def encode_example(features: Mapping[str, FeatureValue]) -> bytes:
     Returns:
       The serialized Example, byte-identical to TensorFlow's deterministic serialization.
     """
-    entries = b"".join(
-        _field(1, _field(1, key.encode("utf-8")) + _field(2, _feature(features[key])))
-        for key in sorted(features)
-    )
-    return _field(1, entries)
+    parts: list[bytes] = []
+    total = 0
+    for key in sorted(features):  # map entries: { key = 1; value = 2 }, one per feature
+        value_parts, value_size = _feature_parts(features[key])
+        key_field = _key_field(key)
+        value_header = _header(2, value_size)
+        entry_size = len(key_field) + len(value_header) + value_size
+        entry_header = _header(1, entry_size)
+        parts += [entry_header, key_field, value_header, *value_parts]
+        total += len(entry_header) + entry_size
+    return b"".join([_header(1, total), *parts])
 
 
 def image_example(

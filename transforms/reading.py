@@ -34,19 +34,21 @@ __all__ = [
     "ReadFatal",
     "ReadUnavailable",
     "is_inside_root",
+    "prefetch_local",
     "read_ahead",
     "read_bytes",
     "read_image",
-    "read_threads",
+    "read_local_ahead",
 ]
 
 # Enough requests in flight to hide GCS per-object latency (~20-50 ms) behind decoding.
 READ_THREADS = 8
-# Local (or mounted) files: two reads in flight still hide a spinning disk's seek behind a
-# decode, and fewer idle threads contend less for the GIL with the writer: a 12,000-photo
-# run with worker processes took a median 42.0 s with 2 threads vs 43.8 s with 8 (5 runs
-# each, alternating; 1 thread 40.0 s, 3 runs; benchmarks/README.md).
-LOCAL_READ_THREADS = 2
+# Local (or mounted) files are read in the writer's own thread, with the kernel asked to
+# fetch the next LOCAL_PREFETCH files meanwhile (posix_fadvise WILLNEED, read_local_ahead):
+# a disk's seeks still overlap the decoding, without the thread hand-offs. Two read threads
+# cost ~150 us of CPU per image on this machine against ~30 us for a plain read and a hint
+# (benchmarks/README.md, "Below Beam's floor"), ~4% of the per-image work of a photo.
+LOCAL_PREFETCH = 4
 # No image of any real dataset comes near this; a bigger "image" (a disk image, a video, a
 # device listed by mistake) is refused before it fills the worker's memory.
 MAX_FILE_BYTES = 256 << 20
@@ -155,11 +157,6 @@ def _read_once(path: str, limit: int) -> bytes:
         return _read_at_most(f, limit + 1)
 
 
-def read_threads(path: str) -> int:
-    """How many reads to keep in flight for images stored where `path` is."""
-    return READ_THREADS if "://" in path else LOCAL_READ_THREADS
-
-
 def read_ahead(
     items: Iterable, read_item, threads: int = READ_THREADS, window: int | None = None
 ) -> Iterator[tuple[object, bytes | ReadFailed]]:
@@ -190,3 +187,37 @@ def read_ahead(
             yield head, future.result()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def prefetch_local(path: str) -> None:
+    """Asks the kernel to start reading a local regular file into the page cache, and
+    returns at once (no thread waits on the disk). Anything amiss is left to the read."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return  # a FIFO or a device is never opened here: the read rejects it
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except (OSError, ValueError):
+        return
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+    except (OSError, AttributeError):  # no fadvise on this system: only the hint is lost
+        pass
+    finally:
+        os.close(fd)
+
+
+def read_local_ahead(
+    items: Iterable, read_item, local_path, ahead: int = LOCAL_PREFETCH
+) -> Iterator[tuple[object, bytes | ReadFailed]]:
+    """read_ahead for local files: yields (item, bytes or ReadFailed) in order, reading in this
+    thread while the kernel fetches the next `ahead` items' files (`local_path(item)`)."""
+    items = list(items)
+    for i in range(min(ahead, len(items))):
+        prefetch_local(local_path(items[i]))
+    for i, item in enumerate(items):
+        if i + ahead < len(items):
+            prefetch_local(local_path(items[i + ahead]))
+        try:
+            yield item, read_item(item)
+        except ReadFailed as failure:
+            yield item, failure
