@@ -83,9 +83,7 @@ def record(command: list[str], interval: float = 1.0) -> Timeline:
     _, stderr = process.communicate()
     if process.returncode:
         raise RuntimeError(f"{command[0]} failed: {stderr.decode()[-2000:]}")
-    return Timeline(
-        time.perf_counter() - started, seconds, driver, list(workers.values()), warm
-    )
+    return Timeline(time.perf_counter() - started, seconds, driver, list(workers.values()), warm)
 
 
 def phases(timeline: Timeline) -> Phases:
