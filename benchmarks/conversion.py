@@ -210,6 +210,7 @@ def default_mode(list_path: str, image_root: str) -> str:
     from imgshard.pipeline.input_sample import list_sample
     from imgshard.pipeline.local_mode import cores, estimate_work, local_running_mode
     from imgshard.pipeline.options import ConvertConfig
+    from imgshard.pipeline.warm_workers import wanted
     from imgshard.transforms.image import ImageSpec, ResizeSpec
 
     config = ConvertConfig(
@@ -218,7 +219,8 @@ def default_mode(list_path: str, image_root: str) -> str:
         image_root=image_root,
         image=ImageSpec(resize=ResizeSpec("shorter", SHORTER)),
     )
-    return local_running_mode(estimate_work(config, list_sample(config)), cores())[1]
+    work = estimate_work(config, list_sample(config))
+    return local_running_mode(work, cores(), warm=wanted([]))[1]
 
 
 def default_key(mode: str, size: str) -> str:

@@ -113,11 +113,13 @@ def _given_local_mode_flags(beam_args: list[str]) -> set[str]:
 
 
 def pipeline_options(
-    beam_args: list[str], work: LocalWork | Callable[[], LocalWork] | None = None
+    beam_args: list[str],
+    work: LocalWork | Callable[[], LocalWork] | None = None,
+    warm_available: bool = False,
 ) -> PipelineOptions:
     """Beam options from the remaining flags; a local run gets the running mode that suits
     its expected work (pipeline/local_mode.py; a callable is only asked for a local run),
-    unless the flags choose one."""
+    unless the flags choose one. `warm_available`: worker processes would be warm ones."""
     options = PipelineOptions(beam_args)
     given = _given_local_mode_flags(beam_args).__contains__
 
@@ -127,7 +129,7 @@ def pipeline_options(
         if callable(work):
             work = work()
         workers, mode = local_running_mode(
-            work or LocalWork(COUNT_LIMIT, DEFAULT_IMAGE_SECONDS), cores()
+            work or LocalWork(COUNT_LIMIT, DEFAULT_IMAGE_SECONDS), cores(), warm=warm_available
         )
         if given("direct_num_workers"):
             workers = direct.direct_num_workers
@@ -139,9 +141,12 @@ def pipeline_options(
                 workers = 1 if mode == "in_memory" else 0
         direct.direct_num_workers, direct.direct_running_mode = workers, mode
         if work is not None:
+            name = _MODE_NAMES.get(mode, mode)
+            if mode == "multi_processing" and warm_available:
+                name = "warm " + name  # pipeline/warm_workers.py
             _LOG.info(
                 "local run: %s, %s; ~%.0f core-seconds of work expected (pipeline/local_mode.py)",
-                _MODE_NAMES.get(mode, mode),
+                name,
                 f"{workers} worker{'s' * (workers != 1)}" if workers else "one worker per core",
                 work.inputs * work.seconds_per_input,
             )
@@ -276,7 +281,9 @@ def run(argv: list[str] | None = None) -> ConvertResult:
     check_unknown_flags(beam_args, parser, allow=args.allow_unknown_flags)
     config = config_from_args(args)
     sample = list_sample(config)  # ~2 MiB drawn from across the list, whatever its size
-    options = pipeline_options(beam_args, lambda: estimate_work(config, sample))
+    options = pipeline_options(
+        beam_args, lambda: estimate_work(config, sample), warm_available=wanted(argv or [])
+    )
     warm = _warm_workers(options, argv or [])
     try:
         check_paths_reach_workers(config, options)

@@ -13,7 +13,9 @@ work (2 cores, measured as stated in benchmarks/README.md):
 The work is the number of inputs times what a typical input costs, estimated from a few
 sampled images' headers (file size, format, pixel count; nothing is decoded) with the cost
 model of `image_seconds`. Of AUTOMATIC_MODES (not threads, see there), the mode with the
-smallest expected wall time is chosen; threads' constants stay as measured.
+smallest expected wall time is chosen; threads' constants stay as measured. Warm worker
+processes (pipeline/warm_workers.py) start for little more than one process does, so with
+them processes are chosen from ~1 core-second of work on.
 """
 
 from __future__ import annotations
@@ -53,6 +55,11 @@ __all__ = [
 # last shard's tail grow with the input and the choice only matters for thousands of images.
 # A loaded machine stretches all three, processes' most.
 START_SECONDS = {"in_memory": 3.2, "multi_threading": 3.9, "multi_processing": 9.0}
+# With warm workers (pipeline/warm_workers.py) the processes import while the driver does and
+# leave without finalizing: a 10-image run in worker processes took a median 2.56 s against
+# 2.13 s in one process (5 alternating rounds, 2026-12-04), and 500 photos 3.94 vs 4.71 s.
+# Processes then pay off from ~1 core-second of work (~170 photos), not ~12.
+WARM_PROCESSES_EXTRA_SECONDS = 0.45
 # Marginal rate of each mode as a share of `cores` x one core's rate (the bare pool of the
 # same per-image function), same bench: threads 0.67 (the GIL is held for the Python parts);
 # worker processes 0.94 while both write (the run's CPU timeline; 1.02 as the slope between
@@ -125,13 +132,17 @@ def image_seconds(probe: ImageProbe, spec: ImageSpec, decode_share: float = 1.0)
     return _PER_IMAGE + decode_share * decode
 
 
-def local_running_mode(work: LocalWork, cores: int) -> tuple[int, str]:
-    """(direct_num_workers, direct_running_mode) with the smallest expected wall time."""
+def local_running_mode(work: LocalWork, cores: int, warm: bool = False) -> tuple[int, str]:
+    """(direct_num_workers, direct_running_mode) with the smallest expected wall time; `warm`:
+    worker processes would be warm ones (pipeline/warm_workers.py), which start cheaply."""
     seconds = work.inputs * work.seconds_per_input
+    start = dict(START_SECONDS)
+    if warm:
+        start["multi_processing"] = start["in_memory"] + WARM_PROCESSES_EXTRA_SECONDS
 
     def wall(mode: str) -> float:
         parallel = 1 if mode == "in_memory" else cores
-        return START_SECONDS[mode] + seconds / (parallel * EFFICIENCY[mode])
+        return start[mode] + seconds / (parallel * EFFICIENCY[mode])
 
     modes = ["in_memory"] if cores < 2 else list(AUTOMATIC_MODES)
     best = min(modes, key=wall)  # ties go to the cheaper start-up: AUTOMATIC_MODES order

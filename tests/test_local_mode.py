@@ -146,3 +146,13 @@ def test_a_faster_image_library_halves_the_expected_work(tmp_path, monkeypatch):
     assert with_simd.inputs == with_pillow.inputs
     ratio = with_simd.seconds_per_input / with_pillow.seconds_per_input
     assert local_mode.DECODE_SHARE["pillow-simd"] < ratio < 0.6  # per-record work stays
+
+
+def test_warm_worker_processes_are_chosen_for_far_less_work():
+    """Warm workers start for ~0.45 s more than one process, spawned ones for ~6 s more."""
+    few_photos = LocalWork(500, 0.005)  # ~2.5 core-seconds
+    assert local_running_mode(few_photos, cores=2) == (1, "in_memory")
+    assert local_running_mode(few_photos, cores=2, warm=True) == (0, "multi_processing")
+    tiny = LocalWork(10, 0.005)
+    assert local_running_mode(tiny, cores=2, warm=True) == (1, "in_memory")
+    assert local_running_mode(LocalWork(10**6, 0.01), cores=1, warm=True) == (1, "in_memory")
