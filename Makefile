@@ -35,7 +35,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 .DEFAULT_GOAL := help
 
-.PHONY: help install install-dev install-simd uninstall-simd simd-venv flink-venv demo repro train bench bench-resume bench-input bench-image bench-train flink-up flink-down test lint format clean
+.PHONY: help install install-dev install-simd uninstall-simd simd-venv simd-lib flink-venv demo repro train bench bench-fixed bench-resume bench-input bench-image bench-train flink-up flink-down test lint format clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -129,8 +129,24 @@ $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 	$(PIP) install -e ".[bench,test]"
 	@touch $@ $(VENV)/.installed-dev $(VENV)/.installed
 
-bench: $(VENV)/.installed-bench ## conversion vs the bare limit, growth, shuffle volume (benchmarks/RESULTS.md)
+bench: $(VENV)/.installed-bench ## conversion vs the bare limit, growth, shuffle volume; then bench-fixed (benchmarks/RESULTS.md, RESULTS-fixed.md)
 	$(BIN)/python benchmarks/conversion.py $(BENCH_ARGS)
+	@$(MAKE) --no-print-directory bench-fixed
+
+bench-fixed: $(VENV)/.installed-bench ## a run's fixed cost and end to end vs the bare loop, Pillow and pillow-simd side by side (benchmarks/RESULTS-fixed.md)
+	@grep -qw avx2 /proc/cpuinfo && $(MAKE) --no-print-directory simd-lib \
+	  || echo "make bench-fixed: no pillow-simd build here (no AVX2 or no compiler): Pillow only"
+	$(BIN)/python benchmarks/fixed_cost.py $(BENCH_FIXED_ARGS)
+
+# pillow-simd on its own, for the benchmarks: put first on PYTHONPATH, it shadows .venv's Pillow
+# in the driver, its workers and the bare loop alike, so both builds run from one venv.
+SIMD_LIB ?= .cache/pillow-simd
+simd-lib: $(SIMD_LIB)/.installed ## pillow-simd in .cache/pillow-simd (PYTHONPATH=.cache/pillow-simd picks it)
+
+$(SIMD_LIB)/.installed: | $(VENV)/.installed
+	CC="$(SIMD_CC)" $(PIP) install --no-cache-dir --no-deps --upgrade --target $(SIMD_LIB) \
+	  --no-binary pillow-simd "$(PILLOW_SIMD)"
+	@touch $@
 
 bench-resume: $(VENV)/.installed-bench ## finishing a run killed at 80% vs a full run (benchmarks/RESULTS-resume.md)
 	$(BIN)/python benchmarks/resume.py

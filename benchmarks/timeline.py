@@ -34,12 +34,14 @@ class Phases(NamedTuple):
     busy_share: float  # mean CPU share of the workers within the stretch
 
 
-def record(command: list[str], interval: float = 1.0) -> Timeline:
+def record(command: list[str], interval: float = 1.0, env: dict | None = None) -> Timeline:
     """Runs `command` to the end, sampling its process tree every `interval` seconds."""
     import psutil
 
     started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env
+    )
     root = psutil.Process(process.pid)
     last: dict[int, float] = {}
     workers: dict[int, list[float]] = {}
