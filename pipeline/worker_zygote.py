@@ -83,7 +83,8 @@ def _run_worker(environment: dict, stdio: list[int], inherited: list[int]) -> No
         os.close(fd)
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # Beam's harness stops itself so
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # as spawned: Beam's harness
+    # stops itself with SIGINT (sdk_worker_main.terminate_sdk_harness)
     _die_with_parent()
     os.environ.clear()
     os.environ.update(environment)
