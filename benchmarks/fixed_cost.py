@@ -194,6 +194,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def table_header(*columns: str) -> str:
+    return "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns)
+
+
 def report(runs, found, digests, timelines, args, sizes) -> str:
     med = {k: statistics.median(v) for k, v in runs.items()}
 
@@ -246,6 +250,27 @@ def report(runs, found, digests, timelines, args, sizes) -> str:
         for build in found
     ]
     newline = "\n"
+    runs_header = table_header(
+        "build",
+        f"imgshard, {sizes[0]} photos",
+        f"imgshard, {small:,}",
+        f"imgshard, {large:,}",
+        f"bare loop, {small:,}",
+        f"bare loop, {large:,}",
+    )
+    targets_header = table_header(
+        "build",
+        "fixed cost (intercept), s (<= 3)",
+        f"{sizes[0]}-photo run, s (<= 2.5)",
+        "marginal rate vs bare (>= 0.95)",
+        f"end to end at {large:,} vs bare (>= 0.9)",
+    )
+    warm_header = table_header(
+        "build",
+        f"spawned, {small:,}",
+        f"spawned, {large:,}",
+        f"seconds saved by warm workers ({small:,} / {large:,})",
+    )
     return f"""# Fixed cost and end to end against the bare loop (`make bench-fixed`)
 
 Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}.
@@ -256,20 +281,17 @@ seconds of fresh processes timed from outside, medians in bold, every run listed
 
 ## Runs
 
-| build | imgshard, {sizes[0]} photos | imgshard, {small:,} | imgshard, {large:,} | bare loop, {small:,} | bare loop, {large:,} |
-|---|---|---|---|---|---|
+{runs_header}
 {newline.join(rows)}
 
 ## Against the targets
 
-| build | fixed cost (intercept), s (<= 3) | {sizes[0]}-photo run, s (<= 2.5) | marginal rate vs bare (>= 0.95) | end to end at {large:,} vs bare (>= 0.9) |
-|---|---|---|---|---|
+{targets_header}
 {newline.join(derived)}
 
 ## Warm workers against Beam's spawned ones (`IMGSHARD_WARM_WORKERS=0`)
 
-| build | spawned, {small:,} | spawned, {large:,} | seconds saved by warm workers ({small:,} / {large:,}) |
-|---|---|---|---|
+{warm_header}
 {newline.join(warm_rows)}
 
 {newline.join(identical)}

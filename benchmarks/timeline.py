@@ -39,9 +39,7 @@ def record(command: list[str], interval: float = 1.0, env: dict | None = None) -
     import psutil
 
     started = time.perf_counter()
-    process = subprocess.Popen(
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env
-    )
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     root = psutil.Process(process.pid)
     last: dict[int, float] = {}
     workers: dict[int, list[float]] = {}
