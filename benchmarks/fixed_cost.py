@@ -6,8 +6,8 @@ within each round, and medians are reported beside every run:
 
   imgshard    `imgshard convert` as a user runs it (the driver chooses the local mode), 64
               shards: 10 photos, 4,000 and 12,000
-  spawned     the same with Beam's own spawned SDK workers (IMGSHARD_WARM_WORKERS=0): what
-              the warm workers (pipeline/warm_workers.py) save
+  spawned     the same with Beam's own spawned SDK workers (IMGSHARD_WARM_WORKERS=0, worker
+              processes forced): what the warm workers (pipeline/warm_workers.py) save
   bare        benchmarks/bare_loop.py: read + process_image in a pool of one process per core
   validation  a 50,000-image validation split (the corpus hard-linked under 50,000 names,
               `--split validation`), imgshard against bare
@@ -42,6 +42,7 @@ SIMD_LIB = os.path.join(os.path.dirname(HERE), ".cache", "pillow-simd")
 SIZES = (10, 4000, 12000)
 VALIDATION = 50_000
 SHARDS = "64"
+PROCESSES = ("--direct_running_mode=multi_processing",)
 
 
 def subset(full_list: str, count: int, out: str) -> str:
@@ -139,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", default=os.path.join(HERE, "RESULTS-fixed.md"))
     args = parser.parse_args(argv)
     sizes = tuple(int(n) for n in args.sizes.split(","))
+    import psutil  # noqa: F401  (timeline.record needs it: fail now, not after every round)
 
     root = os.path.join(args.work, "photos")
     full_list = os.path.join(root, "train.txt")
@@ -171,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
                     add(
                         build,
                         f"spawned {n}",
-                        timed(convert(lists[n], root, out_spawned), spawned_env),
+                        # processes forced: at small sizes the driver would choose one
+                        timed(convert(lists[n], root, out_spawned, *PROCESSES), spawned_env),
                     )
                     if n == max(sizes) and round_ == 0:
                         digests[(build, "spawned")] = shard_digest(out_spawned)

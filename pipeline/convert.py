@@ -177,16 +177,25 @@ def _warm_workers(options: PipelineOptions, argv: list[str]) -> WarmWorkers | No
     return early
 
 
+def _not_the_in_memory_warning(record: logging.LogRecord) -> bool:
+    """Drops FnApiRunner's warning that in_memory mode gives no parallelism: with a given
+    environment it runs one worker process per direct_num_workers (see _pipeline)."""
+    return not str(record.msg).startswith("If direct_num_workers is not equal to 1")
+
+
 def _pipeline(options: PipelineOptions, warm: WarmWorkers | None) -> beam.Pipeline:
     """A pipeline on the runner the options name; with warm workers, FnApiRunner with their
     SDK environment. Its running mode is then set to in_memory, the one mode in which
     FnApiRunner keeps a given environment instead of its own (it still runs one worker per
-    direct_num_workers: a warning to that effect is logged under -v)."""
+    direct_num_workers; its warning that it would not is filtered out)."""
     if warm is None:
         return beam.Pipeline(options=options)
     from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
     options.view_as(DirectOptions).direct_running_mode = "in_memory"
+    logging.getLogger("apache_beam.runners.portability.fn_api_runner.fn_runner").addFilter(
+        _not_the_in_memory_warning
+    )
     return beam.Pipeline(
         runner=FnApiRunner(default_environment=warm.environment()), options=options
     )

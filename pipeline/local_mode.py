@@ -218,5 +218,9 @@ def estimate_work(
 
 
 def cores() -> int:
-    """The cores this process may use (what Beam's direct_num_workers=0 starts)."""
-    return os.cpu_count() or 1
+    """The cores this process may use: its CPU affinity (taskset, a container's cpuset, a
+    Slurm allocation), not the machine's count that Beam's direct_num_workers=0 goes by."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from imgshard.transforms.labels import Vocabulary
 from imgshard.transforms.reading import (
     READ_THREADS,
     ReadFailed,
+    is_network_mount,
     read_ahead,
     read_image,
     read_local_ahead,
@@ -136,7 +138,8 @@ def write_shard(
         def read(entry):
             return read_image(config.image_root, entry[2], config.allow_outside_root)
 
-        if "://" in where:  # an object store: enough requests in flight to hide its latency
+        if "://" in where or is_network_mount(os.path.dirname(where)):
+            # an object store or a network mount: enough reads in flight to hide its latency
             reads = read_ahead(kept, read, threads=READ_THREADS)
         else:
             reads = read_local_ahead(

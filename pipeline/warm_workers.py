@@ -13,8 +13,9 @@ it. Only public Beam API is used: FnApiRunner's `default_environment` and a
 SubprocessSDKEnvironment command. The runner still sees one process per worker, with its exit
 code, so a killed worker fails the run as before (pipeline/job_failure.py).
 
-Off where it cannot help or work: fewer than 2 cores, not Linux, another runner or running
-mode given, or IMGSHARD_WARM_WORKERS=0. Workers are spawned by Beam then, as before.
+Off where it cannot help or work: fewer than 2 usable cores (CPU affinity counts), outside
+Linux, another runner or running mode given, or IMGSHARD_WARM_WORKERS=0 (or false, off, no).
+Workers are spawned by Beam then, as before.
 """
 
 from __future__ import annotations
@@ -46,7 +47,13 @@ class WarmWorkers:
             listener.bind(self.address)
             listener.listen(64)
             self._process = subprocess.Popen(
-                [sys.executable, "-m", "imgshard.pipeline.worker_zygote", str(listener.fileno())],
+                [
+                    sys.executable,
+                    "-m",
+                    "imgshard.pipeline.worker_zygote",
+                    str(listener.fileno()),
+                    self._folder,
+                ],
                 stdin=subprocess.PIPE,  # its lifeline: closed by stop() or this process's end
                 pass_fds=(listener.fileno(),),
             )
@@ -56,6 +63,8 @@ class WarmWorkers:
         finally:
             listener.close()  # the warm process holds it now
 
+    used = False  # environment() was asked for: workers may have been forked
+
     def command(self) -> str:
         """The SDK worker command line (run by /bin/sh): a launcher that has a worker forked
         for it; exec, so that the process Beam waits on and kills is the launcher itself."""
@@ -64,11 +73,14 @@ class WarmWorkers:
     def environment(self):
         from apache_beam.transforms.environments import SubprocessSDKEnvironment
 
+        self.used = True
         return SubprocessSDKEnvironment.from_command_string(self.command())
 
     def stop(self) -> None:
         """Ends the warm process and any worker it still has; the run's own workers have
-        ended by now."""
+        ended by now. One never used is killed at once: its imports need not finish."""
+        if not self.used:
+            self._process.kill()
         if self._process.stdin is not None and not self._process.stdin.closed:
             self._process.stdin.close()
         try:
@@ -91,12 +103,14 @@ _early: WarmWorkers | None = None
 def wanted(convert_argv: list[str]) -> bool:
     """Whether `imgshard convert` with these flags may run its job in local worker processes,
     judged from the flags alone (the driver decides later and stops what it does not use)."""
-    if os.environ.get(_OFF, "1") == "0" or not sys.platform.startswith("linux"):
+    if os.environ.get(_OFF, "1").lower() in ("0", "false", "off", "no"):
         return False
-    if (os.cpu_count() or 1) < 2:
-        return False
-    for arg in convert_argv:
-        name, _, value = arg.partition("=")
+    if not sys.platform.startswith("linux") or len(os.sched_getaffinity(0)) < 2:
+        return False  # on one usable core it would only compete with the driver
+    for i, arg in enumerate(convert_argv):
+        name, equals, value = arg.partition("=")
+        if not equals and i + 1 < len(convert_argv):  # `--flag value`, as argparse takes it
+            value = convert_argv[i + 1]
         if name in ("-h", "--help", "--runner", "--dry_run"):
             return False
         if name == "--direct_running_mode" and value and value != "multi_processing":

@@ -24,6 +24,7 @@ import importlib
 import json
 import os
 import select
+import shutil
 import signal
 import socket
 import struct
@@ -44,14 +45,15 @@ PRELOAD = (
     "PIL.PngImagePlugin",
 )
 _PR_SET_PDEATHSIG = 1
+_SIGINT = signal.default_int_handler  # the disposition this process started with (main)
 _HEADER = struct.Struct("!I")
 
 
-def _die_with_parent() -> None:
-    """SIGKILL when the process that forked this one ends (Linux prctl; elsewhere the launcher
-    or the driver's closed pipe ends it)."""
+def _die_with_parent(how: int = signal.SIGKILL) -> None:
+    """Signal `how` when the process that forked this one ends (Linux prctl; elsewhere the
+    launcher or the driver's closed pipe ends it)."""
     try:
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, how)
     except (OSError, AttributeError):
         pass
 
@@ -83,8 +85,10 @@ def _run_worker(environment: dict, stdio: list[int], inherited: list[int]) -> No
         os.close(fd)
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # as spawned: Beam's harness
-    # stops itself with SIGINT (sdk_worker_main.terminate_sdk_harness)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # As a spawned worker: the driver's own disposition (ignored in a background job), else
+    # Python's handler, by which Beam's harness stops itself (terminate_sdk_harness).
+    signal.signal(signal.SIGINT, _SIGINT)
     _die_with_parent()
     os.environ.clear()
     os.environ.update(environment)
@@ -166,7 +170,17 @@ def _kill(pid: int) -> None:
 
 
 def main(argv: list[str]) -> None:
-    _die_with_parent()
+    """argv: the listening socket's fd, and its folder (removed when the driver is gone)."""
+    folder = argv[1]
+
+    def driver_gone(*_):  # SIGTERM, sent by the kernel when the driver dies (even by SIGKILL)
+        shutil.rmtree(folder, ignore_errors=True)
+        os._exit(1)  # its workers follow: their parent-death signal is SIGKILL
+
+    signal.signal(signal.SIGTERM, driver_gone)
+    _die_with_parent(signal.SIGTERM)
+    global _SIGINT
+    _SIGINT = signal.getsignal(signal.SIGINT)  # what a spawned worker would have inherited
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
     listener = socket.socket(fileno=int(argv[0]))
     for name in PRELOAD:
@@ -175,6 +189,7 @@ def main(argv: list[str]) -> None:
 
     Image.init()
     serve(listener, sys.stdin.fileno())
+    shutil.rmtree(folder, ignore_errors=True)  # the driver's own cleanup may never run
     os._exit(0)  # finalizing the imports would keep the driver waiting ~0.3 s for nothing
 
 

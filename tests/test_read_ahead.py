@@ -10,6 +10,7 @@ import pytest
 from imgshard.transforms.reading import (
     LOCAL_PREFETCH,
     ReadFailed,
+    is_network_mount,
     prefetch_local,
     read_ahead,
     read_local_ahead,
@@ -88,3 +89,23 @@ def test_reads_come_back_in_order_failures_in_place_and_never_too_far_ahead(thre
     assert most_ahead <= window + 1  # the window, plus the one being handed over
     if threads > 1:
         assert most_running > 1  # reads did overlap
+
+
+def test_network_and_fuse_mounts_are_told_from_local_disks(tmp_path):
+    mounts = tmp_path / "mounts"
+    mounts.write_text(
+        "/dev/sda1 / ext4 rw 0 0\n"
+        "server:/export /mnt/nfs nfs4 rw 0 0\n"
+        "bucket /mnt/gcs fuse.gcsfuse rw 0 0\n"
+        "/dev/sdb1 /mnt/ntfs fuseblk rw 0 0\n"
+        "/dev/sdc1 /mnt/nfs/local ext4 rw 0 0\n"
+        "//host/share /mnt/my\\040share cifs rw 0 0\n"
+    )
+    table = str(mounts)
+    assert is_network_mount("/mnt/nfs/train", table)
+    assert is_network_mount("/mnt/gcs/ilsvrc/n01440764", table)
+    assert is_network_mount("/mnt/my share/x", table)
+    assert not is_network_mount("/mnt/nfs/local/train", table)  # the longest mount point wins
+    assert not is_network_mount("/mnt/ntfs/train", table)  # FUSE over a local disk
+    assert not is_network_mount("/data/train", table)
+    assert not is_network_mount("/data", str(tmp_path / "no-such-table"))

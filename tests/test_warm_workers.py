@@ -43,6 +43,7 @@ class ProcessWatch:
         self.forked = set()  # SDK workers forked from the warm worker process
         self.spawned = set()  # Beam's own `python -m ...sdk_worker_main`
         self.warm = set()
+        self.folders = set()  # the warm process's socket folder (its last argument)
         self._root = psutil.Process(pid)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
@@ -62,6 +63,8 @@ class ProcessWatch:
                     continue
                 if "worker_zygote" in command:
                     (self.forked if "worker_zygote" in parent else self.warm).add(member.pid)
+                    if "worker_zygote" not in parent:
+                        self.folders.add(member.cmdline()[-1])
                 elif "sdk_worker_main" in command and "sh -c" not in command:
                     self.spawned.add(member.pid)
             time.sleep(0.05)
@@ -131,6 +134,7 @@ def test_nothing_outlives_a_driver_killed_mid_run(photo_list, tmp_path):
         time.sleep(0.1)
     alive = [p for p in ours if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"]
     assert not alive, f"left running after the driver died: {alive}"
+    assert watch.folders and not any(os.path.exists(f) for f in watch.folders)  # its socket too
 
 
 def test_a_launcher_that_cannot_reach_the_warm_process_becomes_a_spawned_worker(tmp_path):
@@ -199,6 +203,8 @@ def _wait_for_forked_worker(launcher_pid: int, warm) -> psutil.Process:
         (["--direct_running_mode=in_memory"], False),
         (["--direct_running_mode=multi_threading"], False),
         (["--direct_num_workers=1"], False),
+        (["--direct_num_workers", "1"], False),
+        (["--direct_running_mode", "in_memory"], False),
         (["--direct_num_workers=2"], True),
         (["--runner", "FlinkRunner"], False),
         (["--runner=DataflowRunner"], False),
@@ -208,11 +214,28 @@ def _wait_for_forked_worker(launcher_pid: int, warm) -> psutil.Process:
 def test_the_warm_process_is_started_only_for_runs_that_may_use_it(argv, expected, monkeypatch):
     monkeypatch.delenv("IMGSHARD_WARM_WORKERS", raising=False)
     assert warm_workers.wanted(argv) is expected
-    monkeypatch.setenv("IMGSHARD_WARM_WORKERS", "0")
-    assert warm_workers.wanted(argv) is False
+    for off in ("0", "off", "false", "No"):
+        monkeypatch.setenv("IMGSHARD_WARM_WORKERS", off)
+        assert warm_workers.wanted(argv) is False
 
 
 def test_the_cli_imports_no_beam_before_it_starts_the_warm_process():
     code = "import sys, imgshard.pipeline.cli; print('apache_beam' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+def test_one_usable_core_gets_no_warm_process_and_runs_in_one_process():
+    """taskset, a container's cpuset: the affinity counts, not the machine's cores."""
+    code = (
+        "from imgshard.pipeline.warm_workers import wanted; "
+        "from imgshard.pipeline.local_mode import cores; print(wanted([]), cores())"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        preexec_fn=lambda: os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}),
+    )
+    assert done.stdout.split() == ["False", "1"]

@@ -34,6 +34,7 @@ __all__ = [
     "ReadFatal",
     "ReadUnavailable",
     "is_inside_root",
+    "is_network_mount",
     "prefetch_local",
     "read_ahead",
     "read_bytes",
@@ -49,6 +50,9 @@ READ_THREADS = 8
 # cost ~150 us of CPU per image on this machine against ~30 us for a plain read and a hint
 # (benchmarks/README.md, "Below Beam's floor"), ~4% of the per-image work of a photo.
 LOCAL_PREFETCH = 4
+# File systems behind a network round trip per open and read (NFS, SMB, gcsfuse and other FUSE
+# mounts of object stores): a kernel hint does not hide that latency, read threads do.
+_NETWORK_FILE_SYSTEMS = ("nfs", "nfs4", "cifs", "smb3", "smbfs", "ceph", "glusterfs", "lustre")
 # No image of any real dataset comes near this; a bigger "image" (a disk image, a video, a
 # device listed by mistake) is refused before it fills the worker's memory.
 MAX_FILE_BYTES = 256 << 20
@@ -221,3 +225,23 @@ def read_local_ahead(
             yield item, read_item(item)
         except ReadFailed as failure:
             yield item, failure
+
+
+@functools.lru_cache(maxsize=64)
+def is_network_mount(folder: str, mounts: str = "/proc/self/mounts") -> bool:
+    """Whether `folder` is on a network or FUSE file system (its longest mount point's type in
+    `mounts`); False where that cannot be told."""
+    try:
+        with open(mounts) as f:
+            table = [line.split() for line in f]
+    except OSError:
+        return False
+    real = os.path.realpath(folder).rstrip("/") + "/"
+    best, kind = "", ""
+    for fields in table:
+        if len(fields) < 3:
+            continue
+        point = fields[1].replace("\\040", " ").rstrip("/") + "/"
+        if real.startswith(point) and len(point) > len(best):
+            best, kind = point, fields[2]
+    return kind in _NETWORK_FILE_SYSTEMS or (kind.startswith("fuse") and kind != "fuseblk")
