@@ -83,7 +83,11 @@ def _peak_tree_rss(process: subprocess.Popen, samples: list[int], stop: threadin
 
 
 def convert_command(
-    list_path: str, image_root: str, output: str, mode: tuple[str, ...] = ()
+    list_path: str,
+    image_root: str,
+    output: str,
+    mode: tuple[str, ...] = (),
+    num_shards: int = 16,
 ) -> list[str]:
     return [
         os.path.join(BIN, "imgshard"),
@@ -95,7 +99,7 @@ def convert_command(
         "--output",
         output,
         "--num-shards",
-        "16",
+        str(num_shards),
         "--overwrite",
         "--resize",
         f"shorter:{SHORTER}",

@@ -33,6 +33,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 
+from conversion import SHORTER, _subset_list, convert_command  # noqa: E402
 from corpus import build_corpus  # noqa: E402
 from timeline import phases, record  # noqa: E402
 
@@ -41,18 +42,8 @@ BIN = os.path.dirname(sys.executable)
 SIMD_LIB = os.path.join(os.path.dirname(HERE), ".cache", "pillow-simd")
 SIZES = (10, 4000, 12000)
 VALIDATION = 50_000
-SHARDS = "64"
+SHARDS = 64
 PROCESSES = ("--direct_running_mode=multi_processing",)
-
-
-def subset(full_list: str, count: int, out: str) -> str:
-    """Every k-th line of the class-sorted list, so a subset keeps the class mix."""
-    with open(full_list) as f:
-        lines = [line for line in f if line.strip()]
-    step = len(lines) / count
-    with open(out, "w") as f:
-        f.writelines(lines[int(i * step)] for i in range(count))
-    return out
 
 
 def validation_split(full_list: str, root: str, count: int) -> str:
@@ -82,26 +73,12 @@ def timed(command: list[str], env: dict) -> float:
 
 
 def convert(list_path: str, root: str, out: str, *extra: str) -> list[str]:
-    return [
-        os.path.join(BIN, "imgshard"),
-        "convert",
-        "--input",
-        list_path,
-        "--image-root",
-        root,
-        "--output",
-        out,
-        "--num-shards",
-        SHARDS,
-        "--overwrite",
-        "--resize",
-        "shorter:256",
-        *extra,
-    ]
+    return convert_command(list_path, root, out, extra, num_shards=SHARDS)
 
 
 def bare(list_path: str, root: str) -> list[str]:
-    return [sys.executable, os.path.join(HERE, "bare_loop.py"), list_path, root]
+    bare_loop = os.path.join(HERE, "bare_loop.py")
+    return [sys.executable, bare_loop, list_path, root, "--resize", f"shorter:{SHORTER}"]
 
 
 def shard_digest(folder: str) -> str:
@@ -147,7 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     if not os.path.exists(full_list):
         print(f"building a corpus of {max(sizes)} photos in {root} ...", flush=True)
         build_corpus(root, max(sizes))
-    lists = {n: subset(full_list, n, os.path.join(args.work, f"fixed-{n}.txt")) for n in sizes}
+    lists = {
+        n: _subset_list(full_list, n, os.path.join(args.work, f"fixed-{n}.txt")) for n in sizes
+    }
     validation = validation_split(full_list, root, args.validation)
     found = builds()
     print(f"builds: {', '.join(found)}", flush=True)
@@ -278,7 +257,7 @@ def report(runs, found, digests, timelines, args, sizes) -> str:
 
 Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}.
 Builds: {", ".join(f"{b} ({library(e)})" for b, e in found.items())}. Corpus: real-photo JPEGs
-at ILSVRC-like sizes (benchmarks/corpus.py), shorter:256, JPEG q90, {SHARDS} shards.
+at ILSVRC-like sizes (benchmarks/corpus.py), shorter:{SHORTER}, JPEG q90, {SHARDS} shards.
 {args.rounds} alternating rounds ({args.validation_rounds} for the validation split); wall
 seconds of fresh processes timed from outside, medians in bold, every run listed.
 
