@@ -160,16 +160,17 @@ _MODE_NAMES = {
 }
 
 
-def _warm_workers(options: PipelineOptions, argv: list[str]) -> WarmWorkers | None:
+def _warm_workers(options: PipelineOptions, possible: bool) -> WarmWorkers | None:
     """The warm worker process for a local run in worker processes (pipeline/warm_workers.py):
-    the one the CLI started early, or a new one; None (and the early one stopped) otherwise."""
+    the one the CLI started early, or a new one where `possible`; None (and the early one
+    stopped) otherwise."""
     early = take_early()
     direct = options.view_as(DirectOptions)
     if runner_name(options) != "FnApiRunner" or direct.direct_running_mode != "multi_processing":
         if early is not None:
             early.stop()
         return None
-    if early is None and wanted(argv):
+    if early is None and possible:
         try:
             return WarmWorkers()
         except OSError:
@@ -290,10 +291,11 @@ def run(argv: list[str] | None = None) -> ConvertResult:
     check_unknown_flags(beam_args, parser, allow=args.allow_unknown_flags)
     config = config_from_args(args)
     sample = list_sample(config)  # ~2 MiB drawn from across the list, whatever its size
+    warm_possible = wanted(argv or [])
     options = pipeline_options(
-        beam_args, lambda: estimate_work(config, sample), warm_available=wanted(argv or [])
+        beam_args, lambda: estimate_work(config, sample), warm_available=warm_possible
     )
-    warm = _warm_workers(options, argv or [])
+    warm = _warm_workers(options, warm_possible)
     try:
         check_paths_reach_workers(config, options)
         if args.plan:
